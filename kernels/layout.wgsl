@@ -1,0 +1,44 @@
+// Layout family: one strided copy serves permute, expand (broadcast), slice, slice's backward
+// (scatter into a zeroed tensor) and concat. Each invocation maps one index of the copied region
+// to a source and a destination offset. Rank <= 8 (shape and strides as two vec4s each).
+
+override WG: u32 = 256u;
+
+struct CopyParams {
+  n: u32,
+  rank: u32,
+  src_offset: u32,
+  dst_offset: u32,
+  shape_lo: vec4<u32>,
+  shape_hi: vec4<u32>,
+  src_lo: vec4<u32>,
+  src_hi: vec4<u32>,
+  dst_lo: vec4<u32>,
+  dst_hi: vec4<u32>,
+}
+
+@group(0) @binding(0) var<storage, read> src: array<f32>;
+@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(2) var<uniform> p: CopyParams;
+
+fn pick(lo: vec4<u32>, hi: vec4<u32>, d: u32) -> u32 {
+  if (d < 4u) { return lo[d]; }
+  return hi[d - 4u];
+}
+
+@compute @workgroup_size(WG)
+fn strided_copy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * WG;
+  if (i >= p.n) { return; }
+  var rem = i;
+  var s = p.src_offset;
+  var o = p.dst_offset;
+  for (var d = p.rank; d > 0u; d--) {
+    let extent = pick(p.shape_lo, p.shape_hi, d - 1u);
+    let k = rem % extent;
+    rem = rem / extent;
+    s += k * pick(p.src_lo, p.src_hi, d - 1u);
+    o += k * pick(p.dst_lo, p.dst_hi, d - 1u);
+  }
+  dst[o] = src[s];
+}

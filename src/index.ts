@@ -1,0 +1,11 @@
+// wgnn: WebGPU neural networks.
+export { createDevice, Device } from './gpu/device.js';
+export type { CreateDeviceOptions, MemoryInfo, AdapterDescription, DispatchSpec } from './gpu/device.js';
+export { Tensor, tidy, keep } from './tensor.js';
+export type { DType } from './tensor.js';
+export { noGrad, isGradEnabled } from './autodiff.js';
+export { gradcheck } from './gradcheck.js';
+export type { GradcheckOptions, GradcheckResult } from './gradcheck.js';
+export { kernel, KernelSource } from './gpu/kernel.js';
+export * from './errors.js';
+export * as ops from './ops/index.js';

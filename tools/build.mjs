@@ -1,0 +1,37 @@
+// Builds dist/: ESM bundles with every .wgsl embedded as text (the built package never reads
+// kernels/ at run time, so it also works bundled in a browser), plus .d.ts from tsc.
+import { build } from 'esbuild';
+import { execFileSync } from 'node:child_process';
+import { rmSync, copyFileSync, chmodSync } from 'node:fs';
+
+rmSync('dist', { recursive: true, force: true });
+const common = {
+  bundle: true,
+  format: 'esm',
+  target: 'es2022',
+  loader: { '.wgsl': 'text' },
+  sourcemap: true,
+  mainFields: ['module', 'main'],
+  logLevel: 'warning',
+};
+// library: platform-neutral; 'webgpu' (Dawn) is only imported dynamically in Node
+await build({ ...common, entryPoints: ['src/index.ts'], outfile: 'dist/index.js', platform: 'neutral', external: ['webgpu'] });
+// CLI: Node only; it imports the library bundle so both share one module instance
+await build({
+  ...common,
+  entryPoints: ['src/cli/main.ts'],
+  outfile: 'dist/cli.js',
+  platform: 'node',
+  external: ['webgpu', '../index.js'],
+  banner: { js: '#!/usr/bin/env node' },
+  plugins: [{
+    name: 'lib-external',
+    setup(b) {
+      b.onResolve({ filter: /^\.\.\/index\.js$/ }, () => ({ path: './index.js', external: true }));
+    },
+  }],
+});
+chmodSync('dist/cli.js', 0o755);
+execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { stdio: 'inherit' });
+copyFileSync('src/wgsl.d.ts', 'dist/wgsl.d.ts');
+console.log('built dist/');
