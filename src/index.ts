@@ -9,3 +9,5 @@ export type { GradcheckOptions, GradcheckResult } from './gradcheck.js';
 export { kernel, KernelSource } from './gpu/kernel.js';
 export * from './errors.js';
 export * as ops from './ops/index.js';
+export * as nn from './nn/index.js';
+export * as optim from './optim/index.js';

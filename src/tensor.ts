@@ -15,7 +15,8 @@ import * as red from './ops/reduce.js';
 import * as sm from './ops/softmax.js';
 import * as sh from './ops/shape_ops.js';
 
-export type DType = 'float32' | 'int32';
+/** float32 (default); int32 (indices, targets); bool (masks: stored as u32 0/1, 4 bytes each). */
+export type DType = 'float32' | 'int32' | 'bool';
 
 export class Storage {
   refs = 1;
@@ -27,6 +28,7 @@ export class Storage {
     readonly owned: boolean,
   ) {
     device._liveBytes += byteLength;
+    if (device._liveBytes > device._peakBytes) device._peakBytes = device._liveBytes;
   }
   retain(): void {
     this.refs++;
@@ -98,6 +100,10 @@ export class Tensor {
   grad: Tensor | null = null;
   /** autodiff: how this tensor was computed (null for leaves and under noGrad) */
   _node: GradNode | null = null;
+  /** a module parameter (found by nn.Module's field walk) */
+  isParameter = false;
+  /** a module buffer: persistent state that is not trained (saved in stateDict) */
+  isBuffer = false;
   private _storage: Storage | null;
   private readonly handle: { storage: Storage; device: Device };
 
@@ -155,6 +161,10 @@ export class Tensor {
     if (this.dtype !== 'int32') throw new ShapeError(`toInt32Array: tensor is ${this.dtype}`);
     return new Int32Array(await this.device._read(this));
   }
+  async toBoolArray(): Promise<Uint8Array> {
+    if (this.dtype !== 'bool') throw new ShapeError(`toBoolArray: tensor is ${this.dtype}`);
+    return Uint8Array.from(new Uint32Array(await this.device._read(this)), (v) => (v ? 1 : 0));
+  }
   /** The value of a one-element tensor. */
   async item(): Promise<number> {
     if (this.size !== 1) throw new ShapeError(`item: tensor of shape ${fmtShape(this.shape)} has ${this.size} elements, expected 1`);
@@ -170,6 +180,18 @@ export class Tensor {
     this.storage.retain();
     return new Tensor(this.device, this.storage, this.shape, this.dtype);
   }
+  /** Copies src's values into this tensor's storage in place (same shape; not recorded by autodiff). */
+  copy_(src: Tensor): this {
+    if (src.device !== this.device) throw new ShapeError('copy_: src lives on another device');
+    if (src.size !== this.size || src.shape.length !== this.shape.length || src.shape.some((d, i) => d !== this.shape[i])) {
+      throw new ShapeError(`copy_: src ${fmtShape(src.shape)} must have this tensor's shape ${fmtShape(this.shape)}`);
+    }
+    if (src.storage !== this.storage && this.size > 0) {
+      this.device.exec.record({ kind: 'copy', src: src.storage.buffer, srcOffset: 0, dst: this.storage.buffer, dstOffset: 0, size: this.size * 4 });
+    }
+    return this;
+  }
+
   /** Marks this leaf as requiring grad (in place) and returns it. */
   requiresGrad_(flag = true): this {
     if (this._node) throw new ShapeError('requiresGrad_: only leaf tensors can change requiresGrad');

@@ -32,6 +32,8 @@ export interface MemoryInfo {
   allocatedBytes: number;
   /** bytes of free buffers waiting in the pool */
   pooledBytes: number;
+  /** the most liveBytes seen since creation or the last resetPeak() */
+  peakBytes: number;
 }
 
 export interface DispatchSpec {
@@ -47,19 +49,23 @@ export interface DispatchSpec {
 const WANTED_FEATURES: GPUFeatureName[] = ['timestamp-query', 'subgroups', 'shader-f16'] as GPUFeatureName[];
 
 type NestedNumbers = number | readonly NestedNumbers[];
+type NestedBooleans = boolean | readonly NestedBooleans[];
 
-function flatten(data: NestedNumbers, shape: number[], out: number[], depth: number): void {
-  if (typeof data === 'number') {
+/** Flattens nested arrays into out, inferring shape; returns true if the leaves were booleans. */
+function flatten(data: NestedNumbers | NestedBooleans, shape: number[], out: number[], depth: number): boolean {
+  if (typeof data === 'number' || typeof data === 'boolean') {
     if (depth !== shape.length) throw new ShapeError('tensor: ragged nested array');
-    out.push(data);
-    return;
+    out.push(Number(data));
+    return typeof data === 'boolean';
   }
   if (depth === shape.length) {
     if (out.length === 0) shape.push(data.length);
     else throw new ShapeError('tensor: ragged nested array');
   }
   if (data.length !== shape[depth]) throw new ShapeError(`tensor: ragged nested array (expected ${shape[depth]} items at depth ${depth}, got ${data.length})`);
-  for (const d of data) flatten(d, shape, out, depth + 1);
+  let isBool = false;
+  for (const d of data) isBool = flatten(d, shape, out, depth + 1) || isBool;
+  return isBool;
 }
 
 /** mulberry32: small, fast, seedable; good enough for initialisation. */
@@ -84,6 +90,7 @@ export class Device {
   lostError: DeviceLostError | null = null;
   _liveTensors = 0;
   _liveBytes = 0;
+  _peakBytes = 0;
   private kernels = new Map<KernelSource, CompiledKernel>();
   private seedCounter = 0x5eed;
 
@@ -180,25 +187,32 @@ export class Device {
     return new Tensor(this, new Storage(this, buf, numel(shape) * 4, true), shape, dtype);
   }
 
+  /**
+   * A tensor from data: Float32Array (float32), Int32Array (int32), Uint8Array (bool), or nested
+   * arrays of numbers/booleans (float32 unless opts.dtype says otherwise; booleans give bool).
+   */
   tensor(
-    data: Float32Array | Int32Array | NestedNumbers,
+    data: Float32Array | Int32Array | Uint8Array | NestedNumbers | NestedBooleans,
     shape?: Shape,
     opts: { requiresGrad?: boolean; dtype?: DType } = {},
   ): Tensor {
-    let flat: Float32Array | Int32Array;
+    let flat: Float32Array | Int32Array | Uint32Array;
     let inferred: number[];
-    if (data instanceof Float32Array || data instanceof Int32Array) {
-      flat = data;
+    let dtype: DType;
+    if (data instanceof Float32Array || data instanceof Int32Array || data instanceof Uint8Array) {
+      dtype = opts.dtype ?? (data instanceof Float32Array ? 'float32' : data instanceof Int32Array ? 'int32' : 'bool');
+      flat = data instanceof Uint8Array ? Uint32Array.from(data) : data;
       inferred = [data.length];
     } else {
       const vals: number[] = [];
       inferred = [];
-      flatten(data, inferred, vals, 0);
-      flat = opts.dtype === 'int32' ? Int32Array.from(vals) : Float32Array.from(vals);
+      const isBool = flatten(data as NestedNumbers, inferred, vals, 0);
+      dtype = opts.dtype ?? (isBool ? 'bool' : 'float32');
+      flat = Float32Array.from(vals);
     }
-    const dtype: DType = opts.dtype ?? (flat instanceof Int32Array ? 'int32' : 'float32');
     if (dtype === 'int32' && !(flat instanceof Int32Array)) flat = Int32Array.from(flat);
     if (dtype === 'float32' && !(flat instanceof Float32Array)) flat = Float32Array.from(flat);
+    if (dtype === 'bool') flat = Uint32Array.from(flat, (v) => (v ? 1 : 0));
     const sh = shape ?? inferred;
     checkShape(sh, 'tensor', 'shape');
     if (numel(sh) !== flat.length) {
@@ -307,7 +321,13 @@ export class Device {
       liveBytes: this._liveBytes,
       allocatedBytes: this.pool.allocatedBytes,
       pooledBytes: this.pool.pooledBytes,
+      peakBytes: this._peakBytes,
     };
+  }
+
+  /** Restarts peak tracking at the current live bytes. */
+  resetPeak(): void {
+    this._peakBytes = this._liveBytes;
   }
 
   /** Releases every GPU resource; a device we created is destroyed (so Node can exit). */

@@ -1,0 +1,5 @@
+// The nn namespace (`import { nn } from 'wgnn'`).
+export { Module, param, buffer } from './module.js';
+export { Linear, type LinearOptions } from './linear.js';
+export { LayerNorm, type LayerNormOptions } from './layernorm.js';
+export { ReLU, GELU, Tanh, Sigmoid, Sequential } from './activation.js';

@@ -1,0 +1,2 @@
+// The optim namespace (`import { optim } from 'wgnn'`).
+export { Optimizer } from './optimizer.js';
