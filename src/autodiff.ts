@@ -89,10 +89,12 @@ export function backward(root: Tensor, grad: Tensor | undefined, opts: { retainG
   const order = topoOrder(root);
   const grads = new Map<Tensor, Tensor>([[root, g0]]);
   const owned = new Set<Tensor>([g0]); // every grad tensor here is a distinct object we may dispose
+  // every tensor stored in `grads` is a distinct object that is disposed once consumed; a rule that
+  // passes a grad through (add returns g) gets a new object sharing the storage
   const own = (t: Tensor): Tensor => {
-    if (owned.has(t)) return t.detach(); // a rule passed its input grad through: share storage, new object
-    owned.add(t);
-    return t;
+    const mine = owned.has(t) ? t.detach() : t;
+    owned.add(mine);
+    return mine;
   };
   noGrad(() => {
     for (let k = order.length - 1; k >= 0; k--) {

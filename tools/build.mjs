@@ -22,7 +22,7 @@ await build({
   entryPoints: ['src/cli/main.ts'],
   outfile: 'dist/cli.js',
   platform: 'node',
-  external: ['webgpu', '../index.js'],
+  packages: 'external',
   banner: { js: '#!/usr/bin/env node' },
   plugins: [{
     name: 'lib-external',

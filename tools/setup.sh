@@ -6,8 +6,9 @@ cd "$(dirname "$0")/.."
 
 need_root() { if [ "$(id -u)" -ne 0 ]; then echo "sudo"; fi; }
 
-if [ ! -d node_modules/webgpu ] || [ ! -d node_modules/wgsl_reflect ]; then
-  npm install --no-audit --no-fund
+# npm packages: exact versions from the lockfile (npm 11 skips install scripts; none are needed on Linux)
+if [ ! -d node_modules/webgpu ] || [ ! -d node_modules/wgsl_reflect ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
 fi
 
 probe() { node tools/probe-adapter.mjs >/dev/null 2>&1; }

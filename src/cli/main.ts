@@ -1,15 +1,16 @@
-// wgnn command line (placeholder entry while the CLI is built; `info` works).
-import { createDevice } from '../index.js';
+// The wgnn command line. Subcommands live in their own files under src/cli/.
+import { Command } from 'commander';
+import { info } from './info.js';
 
-async function info(): Promise<void> {
-  const dev = await createDevice();
-  console.log(JSON.stringify({ adapter: dev.adapterInfo, features: [...dev.features].sort() }, null, 2));
-  dev.destroy();
-}
+const program = new Command();
+program.name('wgnn').description('WebGPU neural networks: train, evaluate and benchmark on WebGPU (Dawn in Node)');
 
-const cmd = process.argv[2];
-if (cmd === 'info') await info();
-else {
-  console.error('usage: wgnn info');
-  process.exit(2);
-}
+program
+  .command('info')
+  .description('print the WebGPU adapter, its features and limits')
+  .option('--json', 'machine-readable output')
+  .action(async (opts: { json?: boolean }) => {
+    process.exitCode = await info(opts);
+  });
+
+await program.parseAsync(process.argv);
