@@ -11,3 +11,6 @@ export * from './errors.js';
 export * as ops from './ops/index.js';
 export * as nn from './nn/index.js';
 export * as optim from './optim/index.js';
+export { saveSafetensors, loadSafetensors, loadSafetensorsWithMetadata, encodeSafetensors, decodeSafetensors, toDevice, writeFileAtomic } from './io/safetensors.js';
+export type { HostTensor, RawTensor, SafetensorsDType } from './io/safetensors.js';
+export * as models from './models/index.js';

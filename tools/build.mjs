@@ -15,7 +15,7 @@ const common = {
   logLevel: 'warning',
 };
 // library: platform-neutral; 'webgpu' (Dawn) is only imported dynamically in Node
-await build({ ...common, entryPoints: ['src/index.ts'], outfile: 'dist/index.js', platform: 'neutral', external: ['webgpu'] });
+await build({ ...common, entryPoints: ['src/index.ts'], outfile: 'dist/index.js', platform: 'neutral', external: ['webgpu', 'node:*'] });
 // CLI: Node only; it imports the library bundle so both share one module instance
 await build({
   ...common,

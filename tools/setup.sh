@@ -34,3 +34,11 @@ if ! probe; then
   fi
 fi
 node tools/probe-adapter.mjs
+
+# --data: the real datasets the training commands use (Debian packages; nothing is downloaded at run time)
+if [ "${1:-}" = "--data" ] && [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+  echo "[setup] installing Fashion-MNIST (Debian package dataset-fashion-mnist)"
+  SUDO=$(need_root)
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q dataset-fashion-mnist
+fi

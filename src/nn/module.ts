@@ -6,6 +6,7 @@ import { ShapeError, fmtShape } from '../errors.js';
 import type { Device } from '../gpu/device.js';
 import { keep, Tensor } from '../tensor.js';
 import { sameShape } from '../shape.js';
+import type { HostTensor } from '../io/safetensors.js';
 
 /** Marks t as a trainable parameter (requires grad, long-lived) and returns it. */
 export function param(t: Tensor): Tensor {
@@ -59,8 +60,8 @@ export abstract class Module {
     return Object.fromEntries([...this.namedParameters(), ...this.namedBuffers()]);
   }
 
-  /** Copies values from a state dict into this module's tensors (in place). */
-  loadStateDict(dict: Record<string, Tensor>, opts: { strict?: boolean } = {}): { missing: string[]; unexpected: string[] } {
+  /** Copies values from a state dict (GPU tensors or host tensors from loadSafetensors) into this module's tensors, in place. */
+  loadStateDict(dict: Record<string, Tensor | HostTensor>, opts: { strict?: boolean } = {}): { missing: string[]; unexpected: string[] } {
     const own = this.stateDict();
     const missing = Object.keys(own).filter((k) => !(k in dict));
     const unexpected = Object.keys(dict).filter((k) => !(k in own));
@@ -73,7 +74,11 @@ export abstract class Module {
       if (!sameShape(src.shape, t.shape)) {
         throw new ShapeError(`loadStateDict: '${k}' has shape ${fmtShape(src.shape)} in the state dict, the module expects ${fmtShape(t.shape)}`);
       }
-      t.copy_(src);
+      if (src instanceof Tensor) t.copy_(src);
+      else {
+        if (src.data.length !== t.size) throw new ShapeError(`loadStateDict: '${k}' has ${src.data.length} values for shape ${fmtShape(t.shape)}`);
+        t.device.exec.upload(t.storage.buffer, 0, t.dtype === 'int32' ? Int32Array.from(src.data) : Float32Array.from(src.data));
+      }
     }
     return { missing, unexpected };
   }

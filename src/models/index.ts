@@ -1,0 +1,2 @@
+// The models namespace (`import { models } from 'wgnn'`).
+export { MLP, type MLPConfig } from './mlp.js';
