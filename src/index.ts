@@ -14,3 +14,4 @@ export * as optim from './optim/index.js';
 export { saveSafetensors, loadSafetensors, loadSafetensorsWithMetadata, encodeSafetensors, decodeSafetensors, toDevice, writeFileAtomic } from './io/safetensors.js';
 export type { HostTensor, RawTensor, SafetensorsDType } from './io/safetensors.js';
 export * as models from './models/index.js';
+export type { DeviceProfile } from './gpu/profile.js';

@@ -6,6 +6,7 @@ import { Executor, type BufferRange } from '../graph/executor.js';
 import { checkShape, numel, type Shape } from '../shape.js';
 import { Storage, Tensor, tidy, type DType } from '../tensor.js';
 import { BufferPool } from './pool.js';
+import { measureProfile, type DeviceProfile } from './profile.js';
 import { CompiledKernel, packUniforms, type KernelSource, type UniformValue } from './kernel.js';
 
 export interface CreateDeviceOptions {
@@ -14,6 +15,8 @@ export interface CreateDeviceOptions {
   /** Use this adapter instead of requesting one. */
   adapter?: GPUAdapter;
   powerPreference?: GPUPowerPreference;
+  /** use this profile instead of measuring one (tests force both kernel layouts this way) */
+  profile?: DeviceProfile;
 }
 
 export interface AdapterDescription {
@@ -92,6 +95,8 @@ export class Device {
   _liveBytes = 0;
   _peakBytes = 0;
   private kernels = new Map<KernelSource, CompiledKernel>();
+  /** measured traits of the adapter that ops use to pick kernel layouts (see gpu/profile.ts) */
+  profile: DeviceProfile = { barrierBound: false, treeMs: NaN, loopMs: NaN };
   private seedCounter = 0x5eed;
 
   constructor(
@@ -363,7 +368,7 @@ export async function createDevice(opts: CreateDeviceOptions = {}): Promise<Devi
   if (opts.device) {
     const d = opts.device;
     const info = (d as GPUDevice & { adapterInfo?: GPUAdapterInfo }).adapterInfo;
-    return new Device(d, describe(info), false);
+    return withProfile(new Device(d, describe(info), false), opts);
   }
   const gpu = opts.adapter ? null : await findGPU();
   const adapter = opts.adapter ?? (await gpu!.requestAdapter({ powerPreference: opts.powerPreference }));
@@ -387,7 +392,12 @@ export async function createDevice(opts: CreateDeviceOptions = {}): Promise<Devi
     // some implementations refuse limits they report; fall back to the defaults
     gdev = await adapter.requestDevice({ requiredFeatures, label: 'wgnn' });
   }
-  return new Device(gdev, describe(adapter.info), true);
+  return withProfile(new Device(gdev, describe(adapter.info), true), opts);
+}
+
+async function withProfile(dev: Device, opts: CreateDeviceOptions): Promise<Device> {
+  dev.profile = opts.profile ?? (await measureProfile(dev));
+  return dev;
 }
 
 function describe(info: GPUAdapterInfo | undefined): AdapterDescription {

@@ -41,10 +41,12 @@ export function checkInput(t: unknown, op: string, arg: string): asserts t is Te
   checkTensor(t, op, arg);
 }
 
-/** A CPU adapter (lavapipe/llvmpipe, SwiftShader): SIMD across invocations, costly barriers. */
+/**
+ * Adapters where workgroup trees cost more than they save (measured at createDevice, see
+ * gpu/profile.ts): CPU-like adapters that run invocations as SIMD lanes, with costly barriers.
+ */
 export function isCpuAdapter(dev: Device): boolean {
-  const a = dev.adapterInfo;
-  return a.architecture === 'software' || /llvmpipe|lavapipe|swiftshader/i.test(`${a.device} ${a.description}`);
+  return dev.profile.barrierBound;
 }
 
 /**

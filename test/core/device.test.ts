@@ -22,6 +22,18 @@ describe('device', () => {
     expect(dev.limits.maxBufferSize).toBeGreaterThanOrEqual(268435456);
   });
 
+  it('measures a profile once per adapter (ops pick layouts from it, not from adapter names)', async () => {
+    expect(Number.isFinite(dev.profile.treeMs) && dev.profile.treeMs > 0).toBe(true);
+    expect(Number.isFinite(dev.profile.loopMs) && dev.profile.loopMs > 0).toBe(true);
+    expect(dev.profile.barrierBound).toBe(dev.profile.loopMs < dev.profile.treeMs);
+    const again = await createDevice();
+    expect(again.profile).toBe(dev.profile); // cached for this adapter
+    again.destroy();
+    const forced = await createDevice({ profile: { barrierBound: true, treeMs: 1, loopMs: 0 } });
+    expect(forced.profile.barrierBound).toBe(true);
+    forced.destroy();
+  });
+
   it('wraps a caller-owned GPUDevice and leaves it alive on destroy()', async () => {
     const gpuDevice = dev.gpu;
     const d2 = await createDevice({ device: gpuDevice });

@@ -216,8 +216,8 @@ describe('layerNorm: workgroup sizes and the per-adapter plans', () => {
     }
   });
 
-  it('plans for a CPU and a GPU adapter are valid and run', async () => {
-    const gpuLike = { adapterInfo: { vendor: 'nvidia', architecture: 'ampere', device: '', description: '' } } as Device;
+  it('plans for a barrier-bound and a cooperative profile are valid and run', async () => {
+    const gpuLike = { profile: { barrierBound: !dev.profile.barrierBound, treeMs: 0, loopMs: 0 }, limits: dev.limits } as unknown as Device;
     let seed = 1150;
     for (const d of [dev, gpuLike]) {
       for (const [rows, c] of [[4096, 256], [1, 100000], [2, 3000], [64, 7], [20000, 32]] as [number, number][]) {

@@ -256,8 +256,8 @@ describe('softmax: workgroup sizes and the per-adapter plans', () => {
     }
   });
 
-  it('plans for a CPU and a GPU adapter are valid and run', async () => {
-    const gpuLike = { adapterInfo: { vendor: 'nvidia', architecture: 'ampere', device: '', description: '' } } as Device;
+  it('plans for a barrier-bound and a cooperative profile are valid and run', async () => {
+    const gpuLike = { profile: { barrierBound: !dev.profile.barrierBound, treeMs: 0, loopMs: 0 }, limits: dev.limits } as unknown as Device;
     let seed = 1300;
     for (const d of [dev, gpuLike]) {
       for (const [rows, r, inner] of [[4096, 256, 1], [1, 100000, 1], [2, 3000, 1], [64, 7, 1], [16, 256, 4], [3, 5000, 12], [20000, 50, 8], [10, 64, 3]]) {
