@@ -112,6 +112,7 @@ export function backward(root: Tensor, grad: Tensor | undefined, opts: { retainG
         continue;
       }
       const gins = node.backward(g);
+      const consumed: Tensor[] = []; // disposed after this node: a rule may return one tensor for several inputs
       node.inputs.forEach((inp, i) => {
         const gi = gins[i];
         if (!gi || !inp.requiresGrad) {
@@ -126,9 +127,10 @@ export function backward(root: Tensor, grad: Tensor | undefined, opts: { retainG
         if (prev) {
           grads.set(inp, own(add(prev, mine)));
           prev.dispose();
-          mine.dispose();
+          consumed.push(mine);
         } else grads.set(inp, mine);
       });
+      for (const c of consumed) c.dispose();
       g.dispose();
       if (!opts.retainGraph) t._node = null;
     }

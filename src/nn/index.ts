@@ -3,3 +3,4 @@ export { Module, param, buffer } from './module.js';
 export { Linear, type LinearOptions } from './linear.js';
 export { LayerNorm, type LayerNormOptions } from './layernorm.js';
 export { ReLU, GELU, Tanh, Sigmoid, Sequential } from './activation.js';
+export { LSTM, RNN, type LSTMOptions, type RNNOptions } from './lstm.js';

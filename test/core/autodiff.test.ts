@@ -90,3 +90,18 @@ describe('gradcheck', () => {
     expect(Math.abs(r.worst!.analytic / r.worst!.numeric - 2)).toBeLessThan(0.01);
   });
 });
+
+describe('autodiff rules', () => {
+  it('a rule may return one tensor as the gradient of several inputs that already have grads', async () => {
+    const x = dev.tensor([1, 2], undefined, { requiresGrad: true });
+    // z = f(x, x) + x where f's rule returns the same fresh tensor for both inputs
+    const f = (a: Tensor, b: Tensor): Tensor => {
+      const y = noGrad(() => ops.add(a, b));
+      y.requiresGrad = true;
+      y._node = { op: 'twin', inputs: [a, b], backward: (g) => { const t = ops.mul(g, 1); return [t, t]; } };
+      return y;
+    };
+    ops.sum(ops.add(f(x, x), ops.mul(x, 3))).backward(); // x*3 is processed first, so x already has a grad
+    close(await x.grad!.toArray(), [5, 5]);
+  });
+});
