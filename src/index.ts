@@ -15,3 +15,4 @@ export { saveSafetensors, loadSafetensors, loadSafetensorsWithMetadata, encodeSa
 export type { HostTensor, RawTensor, SafetensorsDType } from './io/safetensors.js';
 export * as models from './models/index.js';
 export type { DeviceProfile } from './gpu/profile.js';
+export { clipGradNorm } from './optim/clip.js';

@@ -4,3 +4,5 @@ export { Linear, type LinearOptions } from './linear.js';
 export { LayerNorm, type LayerNormOptions } from './layernorm.js';
 export { ReLU, GELU, Tanh, Sigmoid, Sequential } from './activation.js';
 export { LSTM, RNN, type LSTMOptions, type RNNOptions } from './lstm.js';
+export { Embedding, type EmbeddingOptions } from './embedding.js';
+export { Dropout, type DropoutOptions } from './dropout.js';

@@ -184,9 +184,15 @@ export class ClassifierTrainer {
   /** One file: model tensors, optimizer state under "optimizer.*", progress in the metadata. */
   async saveCheckpoint(path: string, extra: Record<string, string> = {}): Promise<void> {
     const raw: Record<string, RawTensor> = await tensorsToRaw(this.model.stateDict());
-    const osd = this.opt.stateDict();
+    const osd = this.opt.stateDict(); // copies: ours to dispose
     for (const [k, v] of Object.entries(await tensorsToRaw(osd.tensors))) raw[`optimizer.${k}`] = v;
-    const meta = { ...extra, 'wgnn.train_state': JSON.stringify(this.state), 'wgnn.optimizer_step': String(osd.step) };
+    for (const t of Object.values(osd.tensors)) t.dispose();
+    const meta = {
+      ...extra,
+      'wgnn.train_state': JSON.stringify(this.state),
+      'wgnn.optimizer_step': String(osd.step),
+      'wgnn.optimizer_param_steps': JSON.stringify(osd.paramSteps ?? []),
+    };
     await writeFileAtomic(path, encodeSafetensors(raw, meta));
   }
 
@@ -201,7 +207,8 @@ export class ClassifierTrainer {
       else modelPart[k] = t;
     }
     this.model.loadStateDict(modelPart);
-    this.opt.loadStateDict({ step: Number(metadata['wgnn.optimizer_step'] ?? 0), tensors: optPart });
+    const paramSteps = JSON.parse(metadata['wgnn.optimizer_param_steps'] ?? '[]') as number[];
+    this.opt.loadStateDict({ step: Number(metadata['wgnn.optimizer_step'] ?? 0), tensors: optPart, ...(paramSteps.length ? { paramSteps } : {}) });
     this.state = JSON.parse(metadata['wgnn.train_state'] ?? '{"epoch":0,"step":0,"history":[]}') as TrainState;
     await this.dev.sync();
     for (const t of [...Object.values(modelPart), ...Object.values(optPart)]) t.dispose();

@@ -1,0 +1,44 @@
+// Dropout with a counter-based RNG: element i is kept iff hash(seed, i) >= threshold, where hash is a
+// stateless 32-bit mix of the element index and the 64-bit seed. Nothing is stored: the backward
+// recomputes the same mask from (seed, i), so it is just this kernel applied to the output gradient.
+// Kept values are scaled by 1/(1-p); P(keep) = 1 - threshold / 2^32 = 1 - p up to 2^-32.
+// The hash is mirrored exactly by dropoutMask() in src/ops/dropout.ts (the tests compare masks).
+
+override WG: u32 = 256u;
+
+struct Params {
+  n: u32,
+  threshold: u32,   // floor(p · 2^32)
+  k1: u32,          // mix32(seed_lo ^ 0x9e3779b9)             (seed = seed_hi · 2^32 + seed_lo,
+  k2: u32,          // mix32(seed_hi + k1 + 0x85ebca6b)          computed once on the CPU)
+  scale: f32,       // 1 / (1 - p)
+}
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@group(0) @binding(2) var<uniform> p: Params;
+
+// A bijective 32-bit avalanche mix (xorshift-multiply, the "lowbias32" constants).
+fn mix32(v: u32) -> u32 {
+  var h = v;
+  h ^= h >> 16u;
+  h *= 0x7feb352du;
+  h ^= h >> 15u;
+  h *= 0x846ca68bu;
+  h ^= h >> 16u;
+  return h;
+}
+
+// Two keyed rounds: the index is xored with one seed-derived key, mixed, offset by a second key,
+// and mixed again, so masks of different seeds are not permutations of each other.
+fn dropout_hash(i: u32) -> u32 {
+  return mix32(mix32(i ^ p.k1) + p.k2);
+}
+
+@compute @workgroup_size(WG)
+fn dropout_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * WG;
+  if (i >= p.n) { return; }
+  let keep = dropout_hash(i) >= p.threshold;
+  out[i] = select(0.0, x[i] * p.scale, keep);
+}
