@@ -16,3 +16,6 @@ export type { HostTensor, RawTensor, SafetensorsDType } from './io/safetensors.j
 export * as models from './models/index.js';
 export type { DeviceProfile } from './gpu/profile.js';
 export { clipGradNorm } from './optim/clip.js';
+export { loadFashionMnist, FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, type ImageDataset } from './data/fashion_mnist.js';
+export { parseIdx, readIdxFile } from './data/idx.js';
+export { ClassifierTrainer, evaluate, warmupCosine, type Classifier, type TrainConfig, type StepInfo, type EpochInfo, type TrainState, type TrainHooks } from './train/classify.js';

@@ -29,6 +29,7 @@ program
   .option('--resume', 'continue from <out>/checkpoint.safetensors')
   .option('--limit-train <n>', 'use only the first n training examples (0 = all)', '0')
   .option('--limit-test <n>', 'evaluate on the first n test examples (0 = all)', '0')
+  .option('--data-dir <dir>', 'dataset directory (default: /usr/share/datasets/fashion-mnist)')
   .action(async (model: string, opts: TrainCliOptions) => {
     process.exitCode = await train(model, opts);
   });

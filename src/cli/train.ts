@@ -5,10 +5,8 @@ import { mkdir, appendFile, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import cliProgress from 'cli-progress';
-import { createDevice, type Device } from '../index.js';
-import { loadFashionMnist } from '../data/fashion_mnist.js';
-import { ClassifierTrainer, type Classifier, type TrainConfig } from '../train/classify.js';
-import { MLP } from '../models/mlp.js';
+// the CLI imports only the package entry, so it shares one module instance with the library bundle
+import { createDevice, loadFashionMnist, ClassifierTrainer, models, type Device, type Classifier, type TrainConfig } from '../index.js';
 
 export interface TrainCliOptions {
   dataset: string;
@@ -22,11 +20,12 @@ export interface TrainCliOptions {
   resume?: boolean;
   limitTrain: string;
   limitTest: string;
+  dataDir?: string;
 }
 
 /** Model builders by CLI name; each takes the dataset geometry. */
 const MODELS: Record<string, (dev: Device, g: { channels: number; rows: number; cols: number; classes: number }, seed: number) => Classifier> = {
-  mlp: (dev, g, seed) => new MLP(dev, { inputSize: g.channels * g.rows * g.cols, hiddenSizes: [256, 128], numClasses: g.classes, seed }),
+  mlp: (dev, g, seed) => new models.MLP(dev, { inputSize: g.channels * g.rows * g.cols, hiddenSizes: [256, 128], numClasses: g.classes, seed }),
 };
 
 function int(v: string, name: string, min = 0): number {
@@ -55,7 +54,7 @@ export async function train(modelName: string, o: TrainCliOptions): Promise<numb
     weightDecay: num(o.weightDecay, 'weight-decay'), warmupSteps: int(o.warmup, 'warmup'), seed: int(o.seed, 'seed'),
     limitTrain: int(o.limitTrain, 'limit-train'), limitTest: int(o.limitTest, 'limit-test'),
   };
-  const [trainSet, testSet] = await Promise.all([loadFashionMnist('train'), loadFashionMnist('test')]);
+  const [trainSet, testSet] = await Promise.all([loadFashionMnist('train', o.dataDir), loadFashionMnist('test', o.dataDir)]);
   const dev = await createDevice();
   const a = dev.adapterInfo;
   console.log(`device: ${[a.vendor, a.device].filter(Boolean).join(' ')} | model: ${modelName} | dataset: ${o.dataset} (${trainSet.n} train, ${testSet.n} test)`);
