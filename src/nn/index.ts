@@ -6,3 +6,4 @@ export { ReLU, GELU, Tanh, Sigmoid, Sequential } from './activation.js';
 export { LSTM, RNN, type LSTMOptions, type RNNOptions } from './lstm.js';
 export { Embedding, type EmbeddingOptions } from './embedding.js';
 export { Dropout, type DropoutOptions } from './dropout.js';
+export { Conv2d, MaxPool2d, type Conv2dOptions } from './conv.js';
