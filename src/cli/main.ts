@@ -17,7 +17,7 @@ program
 program
   .command('train')
   .description('train a model on a real dataset (progress, metrics.jsonl, checkpoints, --resume)')
-  .argument('<model>', 'model: mlp')
+  .argument('<model>', 'model: mlp | cnn')
   .option('--dataset <name>', 'dataset', 'fashion-mnist')
   .option('--epochs <n>', 'epochs', '3')
   .option('--batch-size <n>', 'batch size', '128')
