@@ -1,12 +1,16 @@
 // Layout family: one strided copy serves permute, expand (broadcast), slice, slice's backward
 // (scatter into a zeroed tensor) and concat. Each invocation maps one index of the copied region
 // to a source and a destination offset. Rank <= 8 (shape and strides as two vec4s each).
+// Elements are moved as u32 bits, so the copy is exact for every 32-bit dtype (float32 NaN payloads,
+// int32 values whose bits look like NaN) and no float canonicalisation can touch them.
 
 override WG: u32 = 256u;
+// The rank after TS drops size-1 dims and merges dims both sides walk contiguously; an override so
+// the index loop unrolls with constant vector indices.
+override RANK: u32 = 8u;
 
 struct CopyParams {
   n: u32,
-  rank: u32,
   src_offset: u32,
   dst_offset: u32,
   shape_lo: vec4<u32>,
@@ -17,8 +21,8 @@ struct CopyParams {
   dst_hi: vec4<u32>,
 }
 
-@group(0) @binding(0) var<storage, read> src: array<f32>;
-@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(0) var<storage, read> src: array<u32>;
+@group(0) @binding(1) var<storage, read_write> dst: array<u32>;
 @group(0) @binding(2) var<uniform> p: CopyParams;
 
 fn pick(lo: vec4<u32>, hi: vec4<u32>, d: u32) -> u32 {
@@ -33,7 +37,7 @@ fn strided_copy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
   var rem = i;
   var s = p.src_offset;
   var o = p.dst_offset;
-  for (var d = p.rank; d > 0u; d--) {
+  for (var d = RANK; d > 0u; d--) {
     let extent = pick(p.shape_lo, p.shape_hi, d - 1u);
     let k = rem % extent;
     rem = rem / extent;
