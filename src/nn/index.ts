@@ -7,3 +7,4 @@ export { LSTM, RNN, type LSTMOptions, type RNNOptions } from './lstm.js';
 export { Embedding, type EmbeddingOptions } from './embedding.js';
 export { Dropout, type DropoutOptions } from './dropout.js';
 export { Conv2d, MaxPool2d, type Conv2dOptions } from './conv.js';
+export { MultiheadAttention, type MultiheadAttentionOptions, type MultiheadAttentionForwardOptions } from './attention.js';
