@@ -111,9 +111,9 @@ function subgroupsUsable(dev: Device): boolean {
   return (info?.subgroupMinSize ?? 0) >= 8;
 }
 
+/** Adapters where workgroup cooperation costs more than it saves (measured: gpu/profile.ts). */
 function isCpuAdapter(dev: Device): boolean {
-  const a = dev.adapterInfo;
-  return a.architecture === 'software' || /llvmpipe|lavapipe|swiftshader/i.test(`${a.device} ${a.description}`);
+  return dev.profile.barrierBound;
 }
 
 interface Plan {
