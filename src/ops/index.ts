@@ -15,3 +15,4 @@ export { im2col, col2im, conv2d, type Size2, type Im2colOptions, type Conv2dOpti
 export { patchify } from './patchify.js';
 export { maxPool2d, type MaxPool2dOptions } from './pool.js';
 export { maskToAdditive } from './mask.js';
+export { matmulEx } from './matmul.js';
