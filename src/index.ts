@@ -18,4 +18,4 @@ export type { DeviceProfile } from './gpu/profile.js';
 export { clipGradNorm } from './optim/clip.js';
 export { loadFashionMnist, FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, type ImageDataset } from './data/fashion_mnist.js';
 export { parseIdx, readIdxFile } from './data/idx.js';
-export { ClassifierTrainer, evaluate, warmupCosine, type Classifier, type TrainConfig, type StepInfo, type EpochInfo, type TrainState, type TrainHooks } from './train/classify.js';
+export { ClassifierTrainer, evaluate, type Classifier, type TrainConfig, type StepInfo, type EpochInfo, type TrainState, type TrainHooks } from './train/classify.js';

@@ -7,6 +7,7 @@ import { noGrad } from '../autodiff.js';
 import { tidy, type Tensor } from '../tensor.js';
 import { crossEntropy } from '../ops/cross_entropy.js';
 import { AdamW } from '../optim/adam.js';
+import { WarmupCosineLR } from '../optim/schedule.js';
 import { mulberry32 } from '../gpu/device.js';
 import type { ImageDataset } from '../data/fashion_mnist.js';
 import { encodeSafetensors, decodeSafetensors, rawToTyped, tensorsToRaw, writeFileAtomic, type RawTensor } from '../io/safetensors.js';
@@ -74,13 +75,6 @@ function batchTensors(dev: Device, ds: ImageDataset, idx: ArrayLike<number>, fro
   return { x: dev.tensor(xs, [n, ds.channels, ds.rows, ds.cols]), y: dev.tensor(ys, [n]) };
 }
 
-/** Linear warmup then cosine decay to zero over totalSteps. */
-export function warmupCosine(step: number, totalSteps: number, warmup: number, base: number): number {
-  if (step < warmup) return (base * (step + 1)) / warmup;
-  const t = Math.min(1, (step - warmup) / Math.max(1, totalSteps - warmup));
-  return 0.5 * base * (1 + Math.cos(Math.PI * t));
-}
-
 export async function evaluate(dev: Device, model: Classifier, ds: ImageDataset, batchSize: number, limit = 0): Promise<{ loss: number; accuracy: number }> {
   const n = limit > 0 ? Math.min(limit, ds.n) : ds.n;
   const order = Int32Array.from({ length: n }, (_, i) => i);
@@ -130,6 +124,8 @@ export class ClassifierTrainer {
     const stepsPerEpoch = Math.ceil(n / cfg.batchSize);
     const totalSteps = stepsPerEpoch * cfg.epochs;
     const logEvery = cfg.logEvery ?? 10;
+    this.opt.lr = cfg.lr; // the schedule's peak; it is a pure function of the step, so resume needs no state
+    const schedule = new WarmupCosineLR(this.opt, { warmupSteps: Math.min(cfg.warmupSteps, totalSteps), totalSteps });
     model.train();
     for (let epoch = this.state.epoch; epoch < cfg.epochs; epoch++) {
       // a per-epoch seeded shuffle makes a resumed run see the same batches
@@ -143,7 +139,8 @@ export class ClassifierTrainer {
       let lossSum = 0;
       let lossCount = 0;
       for (let s = 0; s < stepsPerEpoch; s++) {
-        const lr = warmupCosine(this.state.step, totalSteps, cfg.warmupSteps, cfg.lr);
+        // lr of step s is the schedule after s + 1 steps, so the first step does not run at lr 0
+        const lr = schedule.lrAt(this.state.step + 1);
         this.opt.lr = lr;
         const b = s * cfg.batchSize;
         const e = Math.min(n, b + cfg.batchSize);
