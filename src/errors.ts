@@ -25,8 +25,8 @@ export class AllocationError extends WgnnError {}
 /** A WGSL kernel failed to compile or its interface does not match the dispatch. */
 export class KernelError extends WgnnError {}
 
-/** Use of a tensor after dispose(). */
-export class DisposedError extends WgnnError {}
+/** Use of a tensor after dispose(): a bad argument, so a kind of ShapeError. */
+export class DisposedError extends ShapeError {}
 
 export function fmtShape(shape: readonly number[]): string {
   return `[${shape.join(', ')}]`;

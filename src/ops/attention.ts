@@ -33,7 +33,7 @@ import { needsGrad, record } from '../autodiff.js';
 import { Tensor } from '../tensor.js';
 import type { Device } from '../gpu/device.js';
 import type { BufferRange } from '../graph/executor.js';
-import { broadcastStrides, checkFinite } from './elementwise.js';
+import { broadcastStrides, checkFinite, checkTensor } from './elementwise.js';
 import { sumTo } from './reduce.js';
 import { type Arr, arr } from '../reference.js';
 
@@ -164,9 +164,7 @@ function v4(t: Tensor): BufferRange {
 }
 
 function checkAttentionTensor(t: unknown, arg: string): asserts t is Tensor {
-  check(t instanceof Tensor, OP, `${arg} must be a Tensor, got ${t === null ? 'null' : typeof t}`);
-  check(!t.disposed, OP, `${arg} (tensor #${t.id} ${fmtShape(t.shape)}) was used after dispose()`);
-  check(t.dtype === 'float32', OP, `${arg} must be float32, got ${t.dtype}`);
+  checkTensor(t, OP, arg);
   check(t.rank === 4, OP, `${arg} must have rank 4 [B, H, N, D], got ${fmtShape(t.shape)}`);
 }
 

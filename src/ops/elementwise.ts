@@ -35,7 +35,7 @@ export function argDesc(t: Tensor, arg: string): string {
 /** Rejects non-tensors and disposed tensors (any dtype), naming the op and the argument. */
 export function checkTensorAny(t: unknown, op: string, arg: string): asserts t is Tensor {
   check(t instanceof Tensor, op, `${arg} must be a Tensor, got ${t === null ? 'null' : Array.isArray(t) ? 'an array' : typeof t}`);
-  if (t.disposed) throw new DisposedError(`${op}: ${arg} ${fmtShape(t.shape)} (tensor #${t.id}) was used after dispose()`);
+  if (t.disposed) throw new DisposedError(`${op}: ${arg} ${fmtShape(t.shape)} (tensor #${t.id}) was disposed: it was used after dispose()`);
 }
 
 /** checkTensorAny, and the tensor must be float32. */

@@ -9,7 +9,8 @@ import { check, fmtShape } from '../errors.js';
 import { record } from '../autodiff.js';
 import { numel, sameShape } from '../shape.js';
 import { Tensor } from '../tensor.js';
-import { checkInput, isCpuAdapter } from './softmax.js';
+import { isCpuAdapter } from './softmax.js';
+import { checkTensor } from './elementwise.js';
 import { type Arr, arr } from '../reference.js';
 
 const K = kernel('layernorm.wgsl', src);
@@ -69,7 +70,7 @@ function normalizeShapeArg(normalizedShape: unknown, x: Tensor): number[] {
 
 function checkAffine(t: Tensor | null | undefined, arg: 'weight' | 'bias', x: Tensor, ns: number[]): Tensor | null {
   if (t === null || t === undefined) return null;
-  checkInput(t, OP, arg);
+  checkTensor(t, OP, arg);
   check(t.device === x.device, OP, `${arg} ${fmtShape(t.shape)} lives on another device than x`);
   check(sameShape(t.shape, ns), OP, `${arg} has shape ${fmtShape(t.shape)}, expected normalizedShape ${fmtShape(ns)}`);
   return t;
@@ -95,7 +96,7 @@ export function layerNormImpl(
   eps: number,
   opts: LayerNormImplOptions,
 ): Tensor {
-  checkInput(x, OP, 'x');
+  checkTensor(x, OP, 'x');
   const ns = normalizeShapeArg(normalizedShape, x);
   const w = checkAffine(weight, 'weight', x, ns);
   const b = checkAffine(bias, 'bias', x, ns);

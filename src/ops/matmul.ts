@@ -69,11 +69,6 @@ export interface MatmulExOptions {
 
 // ---- validation -------------------------------------------------------------------------------
 
-function checkArg(t: unknown, op: string, arg: string): asserts t is Tensor {
-  // a disposed tensor is reported as a ShapeError naming the op and the argument (before GPU work)
-  check(!(t instanceof Tensor && t.disposed), op, `${arg} ${t instanceof Tensor ? fmtShape(t.shape) : ''} was disposed`);
-  checkTensor(t, op, arg);
-}
 
 function checkSameDevice(op: string, ts: [string, Tensor][]): void {
   const [n0, t0] = ts[0]!;
@@ -112,7 +107,7 @@ function planShapes(aShape: Shape, bShape: Shape, transA: boolean, transB: boole
 
 function checkBias(bias: Tensor | null | undefined, N: number, op: string, what: string): void {
   if (bias === null || bias === undefined) return;
-  checkArg(bias, op, 'bias');
+  checkTensor(bias, op, 'bias');
   check(bias.rank === 1 && bias.shape[0] === N, op, `bias ${fmtShape(bias.shape)} must be [${N}] (${what})`);
 }
 
@@ -395,8 +390,8 @@ export function matmulEx(a: Tensor, b: Tensor, opts: MatmulExOptions = {}): Tens
   const transA = !!opts.transA;
   const transB = !!opts.transB;
   const bias = opts.bias ?? null;
-  checkArg(a, op, 'a');
-  checkArg(b, op, 'b');
+  checkTensor(a, op, 'a');
+  checkTensor(b, op, 'b');
   const { N } = planShapes(a.shape, b.shape, transA, transB, op);
   checkBias(bias, N, op, `N = ${N} output columns`);
   checkSameDevice(op, bias ? [['a', a], ['b', b], ['bias', bias]] : [['a', a], ['b', b]]);
@@ -411,8 +406,8 @@ export function matmulEx(a: Tensor, b: Tensor, opts: MatmulExOptions = {}): Tens
  */
 export function matmul(a: Tensor, b: Tensor): Tensor {
   const op = 'matmul';
-  checkArg(a, op, 'a');
-  checkArg(b, op, 'b');
+  checkTensor(a, op, 'a');
+  checkTensor(b, op, 'b');
   check(a.rank >= 1, op, `a must have at least 1 dim, got a scalar ${fmtShape(a.shape)} (use mul for scalars)`);
   check(b.rank >= 1, op, `b must have at least 1 dim, got a scalar ${fmtShape(b.shape)} (use mul for scalars)`);
   const Ka = a.shape[a.rank - 1]!;
@@ -431,8 +426,8 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
 /** x [..., in] · weight [out, in]ᵀ + bias [out] → [..., out] (PyTorch layout; transB + bias epilogue). */
 export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
   const op = 'linear';
-  checkArg(x, op, 'x');
-  checkArg(weight, op, 'weight');
+  checkTensor(x, op, 'x');
+  checkTensor(weight, op, 'weight');
   check(x.rank >= 1, op, `x must have at least 1 dim, got a scalar ${fmtShape(x.shape)}`);
   const inF = x.shape[x.rank - 1]!;
   check(weight.rank === 2, op, `weight ${fmtShape(weight.shape)} must be [out, in] (2 dims) with in = ${inF} (the last dim of x ${fmtShape(x.shape)})`);

@@ -33,13 +33,6 @@ function geometry(shape: readonly number[], d: number): Geom {
   return { outer, r, inner, rows: outer * inner };
 }
 
-/** checkTensor, plus: a disposed tensor is a ShapeError naming the op and the argument. */
-export function checkInput(t: unknown, op: string, arg: string): asserts t is Tensor {
-  const what = t === null ? 'null' : Array.isArray(t) ? 'an array' : typeof t;
-  check(t instanceof Tensor, op, `${arg} must be a Tensor, got ${what}`);
-  check(!t.disposed, op, `${arg} (tensor #${t.id} ${fmtShape(t.shape)}) was used after dispose()`);
-  checkTensor(t, op, arg);
-}
 
 /**
  * Adapters where workgroup trees cost more than they save (measured at createDevice, see
@@ -173,7 +166,7 @@ function pathFor(dev: Device, g: Geom, force?: SoftmaxForce): { path: SoftmaxPat
  */
 export function softmaxImpl(x: Tensor, dim: number, log: boolean, force?: SoftmaxForce): Tensor {
   const op = log ? 'logSoftmax' : 'softmax';
-  checkInput(x, op, 'x');
+  checkTensor(x, op, 'x');
   let d: number;
   let g: Geom;
   if (x.rank === 0) {
