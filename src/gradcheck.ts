@@ -107,7 +107,7 @@ export async function gradcheck(
       const err = Math.abs(a - num[k]!);
       const rel = err / Math.max(Math.abs(num[k]!), 1e-12);
       maxAbs = Math.max(maxAbs, err);
-      maxRel = Math.max(maxRel, Math.min(rel, err === 0 ? 0 : rel));
+      maxRel = Math.max(maxRel, rel);
       const excess = err - (atol + rtol * Math.abs(num[k]!));
       if (excess > 0) ok = false;
       if (excess > worstExcess) {

@@ -238,7 +238,7 @@ export class Device {
   }
   zeros(shape: Shape, opts: { requiresGrad?: boolean } = {}): Tensor {
     const t = this.empty(shape);
-    if (t.size) this.exec.record({ kind: 'clear', buffer: t.storage.buffer, offset: 0, size: Math.ceil((t.size * 4) / 4) * 4 });
+    if (t.size) this.exec.record({ kind: 'clear', buffer: t.storage.buffer, offset: 0, size: t.size * 4 });
     t.requiresGrad = !!opts.requiresGrad;
     return t;
   }
