@@ -4,6 +4,7 @@
 // bindings against the WGSL before anything reaches the GPU.
 import { WgslReflect, ResourceType } from 'wgsl_reflect';
 import { KernelError } from '../errors.js';
+import { gpuWait } from './wait.js';
 
 export type ScalarType = 'u32' | 'i32' | 'f32';
 
@@ -185,13 +186,10 @@ export class CompiledKernel {
       const label = `${this.src.file}:${entry.name}${okeys.length ? ` {${okeys.map((k) => `${k}=${overrides[k]}`).join(', ')}}` : ''}`;
       h = new PipelineHandle(label, bgl);
       const handle = h;
-      handle.ready = this.gpu
-        .createComputePipelineAsync({
-          label,
-          layout: pl,
-          compute: { module: this.shaderModule(), entryPoint: entry.name, constants: overrides },
-        })
-        .then(
+      const module = this.shaderModule();
+      handle.ready = gpuWait(() =>
+        this.gpu.createComputePipelineAsync({ label, layout: pl, compute: { module, entryPoint: entry.name, constants: overrides } }),
+      ).then(
           (p) => {
             handle.pipeline = p;
           },

@@ -2,6 +2,7 @@
 // class reuses it. Reuse within one unsubmitted command buffer is safe: WebGPU orders the earlier
 // readers of a buffer before a later dispatch that writes it.
 import { AllocationError, LimitError } from '../errors.js';
+import { gpuWait } from './wait.js';
 
 const USAGE_STORAGE = 0x0080 | 0x0004 | 0x0008; // STORAGE | COPY_SRC | COPY_DST
 
@@ -73,7 +74,7 @@ export class BufferPool {
     const errs = this.pendingErrors;
     if (!errs.length) return null;
     this.pendingErrors = [];
-    for (const e of await Promise.all(errs)) {
+    for (const e of await gpuWait(() => Promise.all(errs))) {
       if (e) return new AllocationError(`GPU out of memory: ${e.message}`);
     }
     return null;

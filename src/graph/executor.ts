@@ -5,6 +5,7 @@
 // be captured and replayed without re-running the JS that produced it.
 import { KernelError } from '../errors.js';
 import type { PipelineHandle } from '../gpu/kernel.js';
+import { gpuWait } from '../gpu/wait.js';
 
 export interface BufferRange {
   buffer: GPUBuffer;
@@ -183,7 +184,7 @@ export class Executor {
     this.stats.flushes++;
     this.stats.submits++;
     this.stats.dispatches += dispatches;
-    const err = await this.gpu.popErrorScope();
+    const err = await gpuWait(() => this.gpu.popErrorScope());
     if (err) throw new KernelError(`wgnn: GPU validation error while encoding ${cmds.length} commands: ${err.message}`);
   }
 
@@ -195,7 +196,7 @@ export class Executor {
     this.record({ kind: 'copy', src: range.buffer, srcOffset: range.offset, dst, dstOffset: 0, size });
     try {
       await this.flush();
-      await dst.mapAsync(GPUMapMode.READ);
+      await gpuWait(() => dst.mapAsync(GPUMapMode.READ));
       this.checkAlive();
       return dst.getMappedRange().slice(0, range.size);
     } finally {
@@ -206,7 +207,7 @@ export class Executor {
   /** Waits until everything submitted so far has finished on the GPU. */
   async sync(): Promise<void> {
     await this.flush();
-    await this.gpu.queue.onSubmittedWorkDone();
+    await gpuWait(() => this.gpu.queue.onSubmittedWorkDone());
   }
 
   destroy(): void {
