@@ -33,8 +33,9 @@ const KPORT = kernel('matmul.wgsl (portable)', src.replace(/^enable subgroups;\s
 
 /** Tile shape of the portable kernel: TX × TY invocations, 4×4 outputs each, BK-deep k steps. */
 const TILED = { TX: 16, TY: 16, BK: 16 };
-/** Rows per workgroup of the subgroup kernels (fixed by the kernel: 8 accumulator rows). */
-const SG_ROWS = 8;
+/** Output rows and columns per invocation of the subgroup kernels (fixed by the kernel). */
+const SG_ROWS = 16;
+const SG_COLS = 2;
 
 /**
  * Which kernels matmul uses: 'auto' picks the subgroup kernels when the device has subgroups of at
@@ -220,7 +221,7 @@ interface Tiling {
 
 /**
  * Workgroup tile for an M×N output. Tiled: fixed (4·TY) × (4·TX). Subgroup: WG invocations as
- * WG/qw row groups of qw, i.e. (8·WG/qw) × (4·qw); qw shrinks for narrow outputs (so lanes are not
+ * WG/qw row groups of qw, i.e. (16·WG/qw) × (2·qw); qw shrinks for narrow outputs (so lanes are not
  * idle) but stays a multiple of the subgroup size. Shapes only change uniforms, not pipelines.
  */
 function tiling(dev: Device, variant: 'subgroup' | 'tiled', M: number, N: number): Tiling {
@@ -232,8 +233,8 @@ function tiling(dev: Device, variant: 'subgroup' | 'tiled', M: number, N: number
   // row groups of a workgroup); short outputs widen them instead so no row group is idle
   const rowGroups = Math.ceil(M / SG_ROWS);
   const cap = Math.max(matmulKernelConfig.maxQW, WG / pow2(rowGroups));
-  const qw = Math.max(minQW, Math.min(WG, cap, pow2(Math.ceil(N / 4))));
-  return { rows: (SG_ROWS * WG) / qw, cols: 4 * qw, overrides: { WG }, qw };
+  const qw = Math.max(minQW, Math.min(WG, cap, pow2(Math.ceil(N / SG_COLS))));
+  return { rows: (SG_ROWS * WG) / qw, cols: SG_COLS * qw, overrides: { WG }, qw };
 }
 
 function gridLimit(dev: Device): number {
@@ -265,25 +266,28 @@ function launchOne(dev: Device, a: Tensor, b: Tensor, bias: Tensor | null, out: 
                    variant: 'subgroup' | 'tiled', T: Tiling): void {
   const { batches, ...rest } = L;
   const uniforms = { ...rest, has_bias: bias ? 1 : 0, qw: T.qw };
-  const bindings = { a, bias: bias ?? a, c: out };
   if (variant === 'tiled') {
     dev.dispatch(KPORT, 'matmul_tiled', {
-      bindings: { ...bindings, b },
+      bindings: { a, b, bias: bias ?? a, c: out },
       uniforms,
       overrides: T.overrides,
       workgroups: [Math.ceil(L.N / T.cols), Math.ceil(L.M / T.rows), batches],
     });
     return;
   }
-  // B fetch shape: vec4 along n (row-major B), vec4 along k (transposed B), or scalars.
-  // (offsets of vec4 paths stay multiples of 4: every batch/row offset is a multiple of N resp. K)
-  const aligned = (x: number): boolean => x % 4 === 0;
-  const bAligned = aligned(L.b_off) && aligned(L.b_z1) && aligned(L.b_z2);
-  let entry = 'matmul_sg_s';
-  if (L.K > 0 && L.sbn === 1 && aligned(L.N) && bAligned) entry = 'matmul_sg_n4';
-  else if (L.K > 0 && L.sbk === 1 && L.sbn !== 1 && aligned(L.K) && aligned(L.sbn) && bAligned) entry = 'matmul_sg_k4';
+  // Fetch shapes (see the .wgsl header): A as vec4s along k or along m, B as vec2s along n or vec4s
+  // along k, else scalars. Vector paths need their element offsets to stay multiples of the width:
+  // every batch/row offset is a multiple of the contiguous extent, so checking strides, sizes and
+  // offsets suffices.
+  const al = (w: number, ...xs: number[]): boolean => xs.every((x) => x % w === 0);
+  const aK = L.sak === 1 && al(4, L.K, L.sam, L.a_off, L.a_z1, L.a_z2);
+  const aM = L.sam === 1 && L.sak !== 1 && al(4, L.M, L.sak, L.a_off, L.a_z1, L.a_z2);
+  const bN = L.sbn === 1 && al(2, L.N, L.sbk, L.b_off, L.b_z1, L.b_z2);
+  const bK = L.sbk === 1 && L.sbn !== 1 && al(4, L.K, L.sbn, L.b_off, L.b_z1, L.b_z2);
+  const vec = L.K === 0 ? null : aK && bN ? 'ak_bn' : aK && bK ? 'ak_bk' : aM && bN ? 'am_bn' : null;
+  const [entry, aName, bName] = vec ? [`matmul_sg_${vec}`, 'a4', vec === 'ak_bk' ? 'b4' : 'b2'] : ['matmul_sg_s', 'a', 'b'];
   dev.dispatch(KSG, entry, {
-    bindings: entry === 'matmul_sg_s' ? { ...bindings, b } : { ...bindings, b4: b },
+    bindings: { [aName]: a, [bName]: b, bias: bias ?? a, c: out },
     uniforms,
     overrides: T.overrides,
     // grid x walks row groups: consecutive workgroups share one B strip (cache reuse)

@@ -197,8 +197,11 @@ describe.each(variants)('matmul (%s kernels)', (variant) => {
 
   it('transposed operands (every flag pair, every B fetch path) and the bias epilogue', async () => {
     const rnd = rng(41);
-    // [M, K, N]: N % 4 == 0 and K % 4 == 0 reach the vec4 paths, the others the scalar one
-    const dims: [number, number, number][] = [[5, 12, 8], [6, 7, 5], [3, 16, 9], [9, 20, 12]];
+    // [M, K, N]: K % 4 == 0 with N even reaches A-along-k with B vec2 (plain) or B vec4 along k
+    // (transB); transA with M % 4 == 0 and N even reaches A-along-m; the rest the scalar path (and
+    // the tiled kernel throughout on that variant). K % 8 == 4 is the vec4 paths' K tail; 9 and 7
+    // are scalar tails.
+    const dims: [number, number, number][] = [[5, 12, 8], [6, 7, 5], [3, 16, 9], [9, 20, 12], [8, 12, 6], [16, 9, 6], [20, 24, 2]];
     for (const [di, [M, K, N]] of dims.entries()) {
       for (const transA of [false, true]) {
         for (const transB of [false, true]) {
