@@ -33,7 +33,7 @@ import { needsGrad, record } from '../autodiff.js';
 import { Tensor } from '../tensor.js';
 import type { Device } from '../gpu/device.js';
 import type { BufferRange } from '../graph/executor.js';
-import { broadcastStrides, checkFinite, checkTensor } from './elementwise.js';
+import { broadcastStrides, checkFinite, checkSameDevice, checkTensor } from './elementwise.js';
 import { sumTo } from './reduce.js';
 import { type Arr, arr } from '../reference.js';
 
@@ -179,7 +179,7 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
   checkAttentionTensor(k, 'k');
   checkAttentionTensor(v, 'v');
   const dev = q.device;
-  check(k.device === dev && v.device === dev, OP, 'q, k and v must live on one device');
+  checkSameDevice(OP, { q, k, v });
   const [B, H, Nq, D] = q.shape as [number, number, number, number];
   const Nk = k.shape[2]!;
   check(
@@ -214,7 +214,7 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
     check(mask instanceof Tensor, OP, `mask must be a Tensor, got ${typeof mask}`);
     check(!mask.disposed, OP, `mask (tensor #${mask.id}) was used after dispose()`);
     check(mask.dtype === 'bool' || mask.dtype === 'float32', OP, `mask must be bool or float32, got ${mask.dtype}`);
-    check(mask.device === dev, OP, 'mask lives on another device');
+    checkSameDevice(OP, { q, mask });
     const off = 4 - mask.rank;
     check(
       off >= 0 && mask.shape.every((d, i) => d === 1 || d === full[i + off]), OP,
@@ -231,7 +231,7 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
       check(!kl.disposed, OP, `keyLengths (tensor #${kl.id}) was used after dispose()`);
       check(kl.dtype === 'int32', OP, `keyLengths tensor must be int32, got ${kl.dtype}`);
       check(kl.rank === 1 && kl.shape[0] === B, OP, `keyLengths must have shape [B] = [${B}], got ${fmtShape(kl.shape)}`);
-      check(kl.device === dev, OP, 'keyLengths lives on another device');
+      checkSameDevice(OP, { q, keyLengths: kl });
       klTensor = kl;
     } else {
       check(kl instanceof Int32Array || Array.isArray(kl), OP, 'keyLengths must be an Int32Array, a number[] or an int32 tensor');

@@ -10,7 +10,7 @@ import { kernel } from '../gpu/kernel.js';
 import { check, fmtShape, LimitError } from '../errors.js';
 import { needsGrad, record } from '../autodiff.js';
 import type { Tensor } from '../tensor.js';
-import { checkTensor } from './elementwise.js';
+import { checkSameDevice, checkTensor } from './elementwise.js';
 import { concat, reshape } from './shape_ops.js';
 import { matmul } from './matmul.js';
 import { type Arr, arr } from '../reference.js';
@@ -203,11 +203,11 @@ function checkConv(op: string, x: Tensor, weight: Tensor, bias: Tensor | null | 
     Cw === x.shape[1], op,
     `weight ${fmtShape(weight.shape)} expects ${Cw} input channels but x ${fmtShape(x.shape)} has ${x.shape[1]}`,
   );
-  check(weight.device === x.device, op, `weight ${fmtShape(weight.shape)} lives on another device than x ${fmtShape(x.shape)}`);
+  checkSameDevice(op, { x, weight });
   if (bias) {
     checkTensor(bias, op, 'bias');
     check(bias.rank === 1 && bias.shape[0] === O, op, `bias must have shape [${O}] (weight ${fmtShape(weight.shape)}), got ${fmtShape(bias.shape)}`);
-    check(bias.device === x.device, op, `bias ${fmtShape(bias.shape)} lives on another device than x ${fmtShape(x.shape)}`);
+    checkSameDevice(op, { x, bias });
   }
   const o = opts ?? {};
   const g = geometry(x.shape, op, { kernelSize: [kh, kw], stride: o.stride, padding: o.padding, dilation: o.dilation });

@@ -10,9 +10,8 @@ import { check, fmtShape, ShapeError } from '../errors.js';
 import { needsGrad, record } from '../autodiff.js';
 import { numel, sameShape, type Shape } from '../shape.js';
 import { Tensor } from '../tensor.js';
-import { checkTensor } from './elementwise.js';
 import { indexGuard } from './embedding.js';
-import { add, exp, log, mul, sub, affine } from './elementwise.js';
+import { add, affine, checkSameDevice, checkTensor, exp, log, mul, sub } from './elementwise.js';
 import { max, sum } from './reduce.js';
 import { reshape } from './shape_ops.js';
 import { type Arr, arr } from '../reference.js';
@@ -86,7 +85,7 @@ export function crossEntropy(logits: Tensor, targets: Tensor | Int32Array, opts:
     check(targets instanceof Tensor, op, `targets must be an int32 Tensor or an Int32Array, got ${targets === null ? 'null' : typeof targets}`);
     targets.storage; // throws DisposedError
     check(targets.dtype === 'int32', op, `targets must be int32, got ${targets.dtype} ${fmtShape(targets.shape)}`);
-    check(targets.device === dev, op, `logits ${fmtShape(logits.shape)} and targets ${fmtShape(targets.shape)} live on different devices`);
+    checkSameDevice(op, { logits, targets });
     check(sameShape(targets.shape, targetShape), op, `targets ${fmtShape(targets.shape)} must have shape ${fmtShape(targetShape)} for logits ${fmtShape(logits.shape)} (batch ${n}${S > 1 ? `, trailing dims ${fmtShape(logits.shape.slice(2))}` : ''})`);
     tT = targets;
   }

@@ -55,12 +55,20 @@ export function checkFinite(v: number, op: string, arg: string, context?: string
   check(Number.isFinite(Math.fround(v)), op, `${arg} = ${v} overflows float32${ctx}`);
 }
 
-/** Both tensors must live on one device. */
-export function checkSameDevice(a: Tensor, b: Tensor, op: string, names: [string, string] = ['a', 'b']): void {
-  check(
-    a.device === b.device, op,
-    `${argDesc(a, names[0])} and ${argDesc(b, names[1])} live on different devices (${names[1]} was created by another createDevice())`,
-  );
+/** Every given tensor (nulls skipped) must live on the first one's device; errors name both with shapes. */
+export function checkSameDevice(op: string, args: Record<string, Tensor | null | undefined>): void {
+  let first: [string, Tensor] | null = null;
+  for (const [name, t] of Object.entries(args)) {
+    if (!t) continue;
+    if (!first) {
+      first = [name, t];
+      continue;
+    }
+    check(
+      t.device === first[1].device, op,
+      `${argDesc(first[1], first[0])} and ${argDesc(t, name)} live on different devices (${name} was created by another createDevice())`,
+    );
+  }
 }
 
 /** True when a vec4 view of n elements (ceil(n/4) vec4s) fits in every buffer. */
@@ -239,7 +247,7 @@ export function binary(a: Tensor, bIn: Tensor | number, op: BinaryOp): Tensor {
     return unary(a, 'div_scalar', bIn, 0, op);
   } else {
     checkTensor(bIn, op, 'b');
-    checkSameDevice(a, bIn, op);
+    checkSameDevice(op, { a, b: bIn });
   }
   const b = bIn;
   const outShape = broadcastShapes(a.shape, b.shape, op);

@@ -16,7 +16,7 @@ import { needsGrad, record } from '../autodiff.js';
 import { numel, type Shape } from '../shape.js';
 import { Tensor } from '../tensor.js';
 import type { Device } from '../gpu/device.js';
-import { checkTensor } from './elementwise.js';
+import { checkSameDevice, checkTensor } from './elementwise.js';
 import { type Arr, arr } from '../reference.js';
 
 const K = kernel('embedding.wgsl', src);
@@ -180,7 +180,7 @@ export function embedding(indices: Tensor | Int32Array, weight: Tensor, opts: Em
     check(indices instanceof Tensor, op, `indices must be an int32 Tensor or an Int32Array, got ${indices === null ? 'null' : typeof indices}`);
     indices.storage; // throws DisposedError
     check(indices.dtype === 'int32', op, `indices must be int32, got ${indices.dtype} ${fmtShape(indices.shape)}`);
-    check(indices.device === dev, op, `indices ${fmtShape(indices.shape)} and weight ${fmtShape(weight.shape)} live on different devices`);
+    checkSameDevice(op, { weight, indices });
     check(opts.shape === undefined, op, 'shape is only for Int32Array indices');
     idxT = indices;
   }

@@ -10,7 +10,7 @@ import { record } from '../autodiff.js';
 import { numel, sameShape } from '../shape.js';
 import { Tensor } from '../tensor.js';
 import { isCpuAdapter } from './softmax.js';
-import { checkTensor } from './elementwise.js';
+import { checkSameDevice, checkTensor } from './elementwise.js';
 import { type Arr, arr } from '../reference.js';
 
 const K = kernel('layernorm.wgsl', src);
@@ -71,7 +71,7 @@ function normalizeShapeArg(normalizedShape: unknown, x: Tensor): number[] {
 function checkAffine(t: Tensor | null | undefined, arg: 'weight' | 'bias', x: Tensor, ns: number[]): Tensor | null {
   if (t === null || t === undefined) return null;
   checkTensor(t, OP, arg);
-  check(t.device === x.device, OP, `${arg} ${fmtShape(t.shape)} lives on another device than x`);
+  checkSameDevice(OP, { x, [arg]: t });
   check(sameShape(t.shape, ns), OP, `${arg} has shape ${fmtShape(t.shape)}, expected normalizedShape ${fmtShape(ns)}`);
   return t;
 }

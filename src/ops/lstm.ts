@@ -18,7 +18,7 @@ import { kernel } from '../gpu/kernel.js';
 import { check, fmtShape } from '../errors.js';
 import { needsGrad, record } from '../autodiff.js';
 import type { Tensor } from '../tensor.js';
-import { checkTensor } from './elementwise.js';
+import { checkSameDevice, checkTensor } from './elementwise.js';
 import { linear, matmulEx } from './matmul.js';
 import { sum } from './reduce.js';
 import { reshape, slice, stack, stridedCopy, transpose } from './shape_ops.js';
@@ -114,10 +114,6 @@ function biasGrads(gb: Tensor | null, bIh: Tensor | null | undefined, bHh: Tenso
   return out;
 }
 
-function checkSameDevice(op: string, ref: Tensor, ts: Record<string, Tensor | null | undefined>): void {
-  for (const [k, t] of Object.entries(ts)) check(!t || t.device === ref.device, op, `${k} lives on another device`);
-}
-
 // ---- LSTM recurrence ----------------------------------------------------------------------------
 
 export interface Recurrence {
@@ -150,7 +146,7 @@ export function lstmRecurrence(
   check(c0.rank === 2 && c0.shape[0] === B && c0.shape[1] === H, op, `c0 ${shp(c0)} must be [batch, hiddenSize] = [${B}, ${H}]`);
   checkBias(bIh, op, 'bIh', G, H);
   checkBias(bHh, op, 'bHh', G, H);
-  checkSameDevice(op, xg, { wHh, bIh, bHh, h0, c0 });
+  checkSameDevice(op, { xg, wHh, bIh, bHh, h0, c0 });
 
   const dev = xg.device;
   const hs = dev.empty([T, B, H]);
@@ -285,7 +281,7 @@ export function lstmCell(
   const { B, H, G } = checkCellArgs(op, x, h, wIh, wHh, 4, bIh, bHh);
   checkTensor(c, op, 'c');
   check(c.rank === 2 && c.shape[0] === B && c.shape[1] === H, op, `c ${shp(c)} must be [batch, hiddenSize] = [${B}, ${H}] like h ${shp(h)}`);
-  checkSameDevice(op, x, { h, c, wIh, wHh, bIh, bHh });
+  checkSameDevice(op, { x, h, c, wIh, wHh, bIh, bHh });
   const drop = dropper(x, h, c, wIh, wHh, bIh, bHh);
   const xw = linear(x, wIh);
   const xg = reshape(xw, [1, B, G]);
@@ -323,7 +319,7 @@ export function rnnRecurrence(
   check(h0.rank === 2 && h0.shape[0] === B && h0.shape[1] === H, op, `h0 ${shp(h0)} must be [batch, hiddenSize] = [${B}, ${H}]`);
   checkBias(bIh, op, 'bIh', H, H);
   checkBias(bHh, op, 'bHh', H, H);
-  checkSameDevice(op, xg, { wHh, bIh, bHh, h0 });
+  checkSameDevice(op, { xg, wHh, bIh, bHh, h0 });
   const dev = xg.device;
   const hs = dev.empty([T, B, H]);
   const transposed = T > 1;
@@ -380,7 +376,7 @@ export function rnnCell(
 ): Tensor {
   const op = 'rnnCell';
   const { B, H } = checkCellArgs(op, x, h, wIh, wHh, 1, bIh, bHh);
-  checkSameDevice(op, x, { h, wIh, wHh, bIh, bHh });
+  checkSameDevice(op, { x, h, wIh, wHh, bIh, bHh });
   const drop = dropper(x, h, wIh, wHh, bIh, bHh);
   const xw = linear(x, wIh);
   const xg = reshape(xw, [1, B, H]);

@@ -20,7 +20,7 @@ import { check, fmtShape, LimitError } from '../errors.js';
 import { record } from '../autodiff.js';
 import { numel, sameShape, stridesOf, type Shape } from '../shape.js';
 import { Tensor } from '../tensor.js';
-import { checkTensor } from './elementwise.js';
+import { checkSameDevice, checkTensor } from './elementwise.js';
 import { sum, sumTo } from './reduce.js';
 import { reshape } from './shape_ops.js';
 import { type Arr, arr } from '../reference.js';
@@ -69,14 +69,6 @@ export interface MatmulExOptions {
 }
 
 // ---- validation -------------------------------------------------------------------------------
-
-
-function checkSameDevice(op: string, ts: [string, Tensor][]): void {
-  const [n0, t0] = ts[0]!;
-  for (const [n, t] of ts.slice(1)) {
-    check(t.device === t0.device, op, `${n0} ${fmtShape(t0.shape)} and ${n} ${fmtShape(t.shape)} live on different devices`);
-  }
-}
 
 /** Shapes of a matmulEx: batch shape (broadcast), M, N, K. Throws ShapeError naming op and shapes. */
 function planShapes(aShape: Shape, bShape: Shape, transA: boolean, transB: boolean, op: string,
@@ -398,7 +390,7 @@ export function matmulEx(a: Tensor, b: Tensor, opts: MatmulExOptions = {}): Tens
   checkTensor(b, op, 'b');
   const { N } = planShapes(a.shape, b.shape, transA, transB, op);
   checkBias(bias, N, op, `N = ${N} output columns`);
-  checkSameDevice(op, bias ? [['a', a], ['b', b], ['bias', bias]] : [['a', a], ['b', b]]);
+  checkSameDevice(op, { a, b, bias });
   const out = mm(a, a.shape, b, b.shape, transA, transB, bias);
   return record(op, out, bias ? [a, b, bias] : [a, b], (g) => mmBackward(g, a, a.shape, b, b.shape, bias, transA, transB));
 }
@@ -421,7 +413,7 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   const aS = a.rank === 1 ? [1, a.shape[0]!] : a.shape;
   const bS = b.rank === 1 ? [b.shape[0]!, 1] : b.shape;
   const { batch, M, N } = planShapes(aS, bS, false, false, op);
-  checkSameDevice(op, [['a', a], ['b', b]]);
+  checkSameDevice(op, { a, b });
   const outShape = [...batch, ...(a.rank === 1 ? [] : [M]), ...(b.rank === 1 ? [] : [N])];
   const out = mm(a, aS, b, bS, false, false, null, outShape);
   return record(op, out, [a, b], (g) => mmBackward(g, a, aS, b, bS, null, false, false));
@@ -438,7 +430,7 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
   check(weight.shape[1] === inF, op, `weight ${fmtShape(weight.shape)} must be [out, in] with in = ${inF} (the last dim of x ${fmtShape(x.shape)})`);
   const outF = weight.shape[0]!;
   checkBias(bias, outF, op, `out = ${outF}, the first dim of weight ${fmtShape(weight.shape)}`);
-  checkSameDevice(op, bias ? [['x', x], ['weight', weight], ['bias', bias]] : [['x', x], ['weight', weight]]);
+  checkSameDevice(op, { x, weight, bias });
   // every leading dim of x folds into the rows of one GEMM
   const xS = [numel(x.shape.slice(0, -1)), inF];
   const b = bias ?? null;

@@ -34,7 +34,7 @@ import { record, needsGrad } from '../autodiff.js';
 import { sameShape } from '../shape.js';
 import type { Tensor } from '../tensor.js';
 import type { Device } from '../gpu/device.js';
-import { checkTensor, checkFinite } from './elementwise.js';
+import { checkFinite, checkSameDevice, checkTensor } from './elementwise.js';
 import { type Arr, arr } from '../reference.js';
 
 const K = kernel('window_attention.wgsl', src);
@@ -95,7 +95,7 @@ function validate(
   check(q.rank === 5, OP, `q must have rank 5 [B, Hgrid, Wgrid, heads, D], got ${fmtShape(q.shape)}`);
   check(sameShape(k.shape, q.shape), OP, `k ${fmtShape(k.shape)} must have the shape of q ${fmtShape(q.shape)}`);
   check(sameShape(v.shape, q.shape), OP, `v ${fmtShape(v.shape)} must have the shape of q ${fmtShape(q.shape)}`);
-  check(k.device === q.device && v.device === q.device, OP, 'q, k and v must live on one device');
+  checkSameDevice(OP, { q, k, v });
   check(opts !== null && typeof opts === 'object', OP, 'options { windowSize, shift?, relativePositionBias?, scale? } are required');
   const [, hg, wg, heads, dim] = q.shape as [number, number, number, number, number];
   check(heads >= 1 && dim >= 1, OP, `q ${fmtShape(q.shape)} must have at least one head and a head dim >= 1`);
@@ -117,7 +117,7 @@ function validate(
       table.rank === 2 && table.shape[0] === t && table.shape[1] === heads, OP,
       `relativePositionBias must have shape [(2M-1)^2, heads] = [${t}, ${heads}] for windowSize ${m} and q ${fmtShape(q.shape)}, got ${fmtShape(table.shape)}`,
     );
-    check(table.device === q.device, OP, 'relativePositionBias lives on another device than q');
+    checkSameDevice(OP, { q, relativePositionBias: table });
   }
   const scale = opts.scale ?? dim ** -0.5;
   checkFinite(scale, OP, 'scale');

@@ -105,6 +105,43 @@ describe('device', () => {
     other.destroy();
   });
 
+  it('every op with several tensor arguments names both when they come from two devices', async () => {
+    const o = await createDevice();
+    const z = (d: typeof dev, shape: number[]) => d.zeros(shape);
+    const i32 = (d: typeof dev, v: number[]) => d.tensor(v, [v.length], { dtype: 'int32' });
+    const q = z(dev, [1, 1, 3, 4]);
+    const wq = z(dev, [1, 7, 7, 1, 4]);
+    const x2 = z(dev, [2, 3]);
+    const h = z(dev, [2, 5]);
+    const w4 = z(dev, [20, 3]);
+    const w4h = z(dev, [20, 5]);
+    const cases: [string, () => unknown, string[]][] = [
+      ['scaledDotProductAttention', () => ops.scaledDotProductAttention(q, z(o, [1, 1, 3, 4]), q), ['q [1, 1, 3, 4]', 'k [1, 1, 3, 4]']],
+      ['scaledDotProductAttention', () => ops.scaledDotProductAttention(q, q, q, { mask: o.ones([3, 3]) }), ['mask [3, 3]']],
+      ['scaledDotProductAttention', () => ops.scaledDotProductAttention(q, q, q, { keyLengths: i32(o, [2]) }), ['keyLengths [1]']],
+      ['windowAttention', () => ops.windowAttention(wq, wq, z(o, [1, 7, 7, 1, 4]), { windowSize: 7 }), ['v [1, 7, 7, 1, 4]']],
+      ['windowAttention', () => ops.windowAttention(wq, wq, wq, { windowSize: 7, relativePositionBias: z(o, [169, 1]) }), ['relativePositionBias [169, 1]']],
+      ['conv2d', () => ops.conv2d(z(dev, [1, 1, 4, 4]), z(o, [2, 1, 3, 3])), ['x [1, 1, 4, 4]', 'weight [2, 1, 3, 3]']],
+      ['conv2d', () => ops.conv2d(z(dev, [1, 1, 4, 4]), z(dev, [2, 1, 3, 3]), z(o, [2])), ['bias [2]']],
+      ['layerNorm', () => ops.layerNorm(x2, 3, z(o, [3])), ['x [2, 3]', 'weight [3]']],
+      ['linear', () => ops.linear(x2, z(o, [4, 3])), ['x [2, 3]', 'weight [4, 3]']],
+      ['lstmCell', () => ops.lstmCell(x2, h, z(o, [2, 5]), w4, w4h), ['c [2, 5]']],
+      ['embedding', () => ops.embedding(i32(o, [0, 1]), z(dev, [4, 3])), ['weight [4, 3]', 'indices [2]']],
+      ['crossEntropy', () => ops.crossEntropy(x2, i32(o, [0, 1])), ['logits [2, 3]', 'targets [2]']],
+    ];
+    for (const [op, call, parts] of cases) {
+      let err: unknown = null;
+      try {
+        call();
+      } catch (e) {
+        err = e;
+      }
+      expect(err, `${op} ${parts.join(', ')}`).toBeInstanceOf(ShapeError);
+      for (const part of [`${op}:`, ...parts, 'different devices']) expect((err as Error).message).toContain(part);
+    }
+    o.destroy();
+  });
+
   it('device loss becomes a DeviceLostError on the next call, never a hang', async () => {
     const d = await createDevice();
     const t = d.tensor([1, 2, 3]);
