@@ -10,6 +10,7 @@ import { permute, reshape, slice, transpose } from '../ops/shape_ops.js';
 import { softmax } from '../ops/softmax.js';
 import { scaledDotProductAttention } from '../ops/attention.js';
 import { maskToAdditive } from '../ops/mask.js';
+import { nextDropoutSeed } from '../ops/dropout.js';
 import { sameShape } from '../shape.js';
 import { Tensor } from '../tensor.js';
 import { Linear } from './linear.js';
@@ -49,6 +50,9 @@ export class MultiheadAttention extends Module {
   readonly headDim: number;
   readonly dropout: number;
   readonly batchFirst: boolean;
+  // attention-dropout seeds: call k uses base + k, so a seeded module trains reproducibly
+  private readonly dropoutSeed: number;
+  private dropoutCalls = 0;
 
   constructor(dev: Device, opts: MultiheadAttentionOptions) {
     super(dev);
@@ -64,6 +68,7 @@ export class MultiheadAttention extends Module {
     this.dropout = p;
     this.batchFirst = !!opts.batchFirst;
     const seed = opts.seed;
+    this.dropoutSeed = seed === undefined ? nextDropoutSeed() : seed + 0x5bd1e995;
     // PyTorch: xavier_uniform_ on the stacked [3E, E] projection, zero biases
     const bound = Math.sqrt(6 / (E + 3 * E));
     this.in_proj_weight = param(dev.rand([3 * E, E], { low: -bound, high: bound, seed }));
@@ -133,7 +138,9 @@ export class MultiheadAttention extends Module {
       k = heads(linear(toBF(key), wk, bk), S);
       v = heads(linear(toBF(value), wv, bv), S);
     }
-    const o = scaledDotProductAttention(q, k, v, { mask, isCausal, dropoutP: this.training ? this.dropout : 0 });
+    const dropoutP = this.training ? this.dropout : 0;
+    const dropSeed = dropoutP > 0 ? (this.dropoutSeed + this.dropoutCalls++) >>> 0 : undefined;
+    const o = scaledDotProductAttention(q, k, v, { mask, isCausal, dropoutP, seed: dropSeed });
     const merged = reshape(permute(o, [0, 2, 1, 3]), [B, L, E]);
     const out = this.out_proj.forward(merged);
     let weights: Tensor | null = null;

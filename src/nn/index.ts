@@ -8,3 +8,7 @@ export { Embedding, type EmbeddingOptions } from './embedding.js';
 export { Dropout, type DropoutOptions } from './dropout.js';
 export { Conv2d, MaxPool2d, type Conv2dOptions } from './conv.js';
 export { MultiheadAttention, type MultiheadAttentionOptions, type MultiheadAttentionForwardOptions } from './attention.js';
+export {
+  TransformerEncoderLayer, TransformerDecoderLayer,
+  type TransformerLayerOptions, type TransformerEncoderLayerForwardOptions, type TransformerDecoderLayerForwardOptions,
+} from './transformer.js';
