@@ -9,6 +9,6 @@ export { Dropout, type DropoutOptions } from './dropout.js';
 export { Conv2d, MaxPool2d, type Conv2dOptions } from './conv.js';
 export { MultiheadAttention, type MultiheadAttentionOptions, type MultiheadAttentionForwardOptions } from './attention.js';
 export {
-  TransformerEncoderLayer, TransformerDecoderLayer,
-  type TransformerLayerOptions, type TransformerEncoderLayerForwardOptions, type TransformerDecoderLayerForwardOptions,
+  TransformerEncoderLayer, TransformerDecoderLayer, TransformerEncoder, TransformerDecoder,
+  type TransformerLayerOptions, type TransformerStackOptions, type TransformerEncoderLayerForwardOptions, type TransformerDecoderLayerForwardOptions,
 } from './transformer.js';

@@ -2,6 +2,7 @@
 // names (self_attn.*, multihead_attn.*, linear1, linear2, norm1..norm3): post-norm by default,
 // pre-norm with normFirst; ReLU or GELU feed-forward; dropout after attention, inside the
 // feed-forward and after it while training. Attention runs on the fused kernel (nn.MultiheadAttention).
+// nn.TransformerEncoder / nn.TransformerDecoder stack numLayers of them (names layers.<i>.*, norm.*).
 import { check, fmtShape } from '../errors.js';
 import type { Device } from '../gpu/device.js';
 import { add, gelu, relu } from '../ops/elementwise.js';
@@ -203,5 +204,56 @@ export class TransformerDecoderLayer extends Module {
     let x = this.norm1.forward(add(tgt, sa(tgt)));
     x = this.norm2.forward(add(x, ca(x)));
     return this.norm3.forward(add(x, ff(x)));
+  }
+}
+
+export interface TransformerStackOptions extends TransformerLayerOptions {
+  numLayers: number;
+  /** a LayerNorm after the last layer (PyTorch's `norm` argument; pre-norm stacks want it) */
+  finalNorm?: boolean;
+}
+
+function stackOptions(op: string, o: TransformerStackOptions): { layer: (i: number) => TransformerLayerOptions; n: number } {
+  check(o !== null && typeof o === 'object', op, 'options { numLayers, dModel, nhead, ... } are required');
+  check(Number.isInteger(o.numLayers) && o.numLayers > 0, op, `numLayers must be a positive integer, got ${o.numLayers}`);
+  // layer i: its own initial weights and dropout masks
+  return { layer: (i) => ({ ...o, seed: sub(o.seed, 100 * i) }), n: o.numLayers };
+}
+
+/** numLayers encoder layers (PyTorch's nn.TransformerEncoder: names layers.<i>.*, norm.*). */
+export class TransformerEncoder extends Module {
+  layers: TransformerEncoderLayer[];
+  norm: LayerNorm | null;
+
+  constructor(dev: Device, opts: TransformerStackOptions) {
+    super(dev);
+    const { layer, n } = stackOptions('nn.TransformerEncoder', opts);
+    this.layers = Array.from({ length: n }, (_, i) => new TransformerEncoderLayer(dev, layer(i)));
+    this.norm = opts.finalNorm ? new LayerNorm(dev, { normalizedShape: opts.dModel, eps: opts.layerNormEps, bias: opts.bias }) : null;
+  }
+
+  forward(src: Tensor, opts: TransformerEncoderLayerForwardOptions = {}): Tensor {
+    let x = src;
+    for (const l of this.layers) x = l.forward(x, opts);
+    return this.norm ? this.norm.forward(x) : x;
+  }
+}
+
+/** numLayers decoder layers over one encoder memory (PyTorch's nn.TransformerDecoder). */
+export class TransformerDecoder extends Module {
+  layers: TransformerDecoderLayer[];
+  norm: LayerNorm | null;
+
+  constructor(dev: Device, opts: TransformerStackOptions) {
+    super(dev);
+    const { layer, n } = stackOptions('nn.TransformerDecoder', opts);
+    this.layers = Array.from({ length: n }, (_, i) => new TransformerDecoderLayer(dev, layer(i)));
+    this.norm = opts.finalNorm ? new LayerNorm(dev, { normalizedShape: opts.dModel, eps: opts.layerNormEps, bias: opts.bias }) : null;
+  }
+
+  forward(tgt: Tensor, memory: Tensor, opts: TransformerDecoderLayerForwardOptions = {}): Tensor {
+    let x = tgt;
+    for (const l of this.layers) x = l.forward(x, memory, opts);
+    return this.norm ? this.norm.forward(x) : x;
   }
 }

@@ -239,3 +239,55 @@ describe('nn.TransformerDecoderLayer', () => {
     expect(() => m.forward(dev.zeros([2, 3, 8]), dev.zeros([2, 4, 6]))).toThrow(/memory \[2, 4, 6\] must have dModel = 8/);
   });
 });
+
+describe('nn.TransformerEncoder / nn.TransformerDecoder', () => {
+  const cfg = { numLayers: 2, dModel: 8, nhead: 2, dimFeedforward: 12, batchFirst: true, normFirst: true, finalNorm: true, seed: 9 };
+
+  it('name layers as PyTorch (layers.<i>.*, norm.*) with distinct initial weights per layer', async () => {
+    const enc = new nn.TransformerEncoder(dev, cfg);
+    const names = enc.namedParameters().map(([n]) => n);
+    expect(names.length).toBe(2 * 12 + 2);
+    expect(names.slice(0, 2)).toEqual(['layers.0.self_attn.in_proj_weight', 'layers.0.self_attn.in_proj_bias']);
+    expect(names).toContain('layers.1.norm2.bias');
+    expect(names.slice(-2)).toEqual(['norm.weight', 'norm.bias']);
+    const w0 = await enc.layers[0]!.linear1.weight.toArray();
+    const w1 = await enc.layers[1]!.linear1.weight.toArray();
+    expect(Array.from(w0)).not.toEqual(Array.from(w1));
+    const dec = new nn.TransformerDecoder(dev, { ...cfg, finalNorm: false });
+    expect(dec.namedParameters().map(([n]) => n)).toContain('layers.1.multihead_attn.out_proj.weight');
+    expect(dec.norm).toBeNull();
+    expect(() => new nn.TransformerEncoder(dev, { ...cfg, numLayers: 0 })).toThrow(/nn.TransformerEncoder: numLayers must be a positive integer, got 0/);
+  });
+
+  it('apply the layers in order with the masks, then the final norm (encoder-decoder, teacher forcing)', async () => {
+    const enc = new nn.TransformerEncoder(dev, cfg).eval();
+    const dec = new nn.TransformerDecoder(dev, { ...cfg, seed: 19 }).eval();
+    randomize(enc, 31);
+    randomize(dec, 32);
+    const src = dev.randn([2, 5, 8], { seed: 1 });
+    const tgt = dev.randn([2, 4, 8], { seed: 2 });
+    const pad = dev.tensor([[false, false, false, true, true], [false, false, false, false, false]]);
+    const mem = enc.forward(src, { srcKeyPaddingMask: pad });
+    const out = dec.forward(tgt, mem, { tgtIsCausal: true, memoryKeyPaddingMask: pad });
+    let m = src;
+    for (const l of enc.layers) m = l.forward(m, { srcKeyPaddingMask: pad });
+    m = enc.norm!.forward(m);
+    let y = tgt;
+    for (const l of dec.layers) y = l.forward(y, m, { tgtIsCausal: true, memoryKeyPaddingMask: pad });
+    y = dec.norm!.forward(y);
+    expect(Array.from(await mem.toArray())).toEqual(Array.from(await m.toArray()));
+    expect(Array.from(await out.toArray())).toEqual(Array.from(await y.toArray()));
+  });
+
+  it('pass gradcheck end to end (source tokens through the encoder, decoder and cross-attention)', async () => {
+    const small = { numLayers: 2, dModel: 4, nhead: 2, dimFeedforward: 6, batchFirst: true, finalNorm: true, seed: 3 };
+    const enc = new nn.TransformerEncoder(dev, small).eval();
+    const dec = new nn.TransformerDecoder(dev, { ...small, seed: 13 }).eval();
+    randomize(enc, 33);
+    randomize(dec, 34);
+    const src = dev.randn([1, 3, 4], { seed: 5, requiresGrad: true });
+    const tgt = dev.randn([1, 2, 4], { seed: 6, requiresGrad: true });
+    const r = await gradcheck((s: Tensor, t: Tensor) => dec.forward(t, enc.forward(s), { tgtIsCausal: true }), [src, tgt]);
+    expect(r.ok, JSON.stringify(r.worst)).toBe(true);
+  });
+});
