@@ -3,6 +3,12 @@
 // Every timed call ends with dev.sync() so the GPU work is inside the measurement.
 import Benchmark from 'benchmark';
 
+let maxTimeCap = Infinity;
+/** Caps Benchmark.js's seconds per measurement (undefined: no cap); `wgnn bench --max-time`. */
+export function setMaxTime(seconds) {
+  maxTimeCap = seconds ?? Infinity;
+}
+
 /**
  * Times `step` (which records GPU work; we flush and wait) and returns a result row.
  * work: { flops } for GFLOP/s and/or { bytes } for GB/s (per call).
@@ -14,7 +20,7 @@ export async function measure(dev, name, step, work = {}, opts = {}) {
   const bench = new Benchmark(name, {
     defer: true,
     minSamples: opts.minSamples ?? 5,
-    maxTime: opts.maxTime ?? 3,
+    maxTime: Math.min(opts.maxTime ?? 3, maxTimeCap),
     fn(deferred) {
       runOnce(dev, step).then(() => deferred.resolve(), (e) => { console.error(e); deferred.resolve(); });
     },

@@ -23,8 +23,8 @@ export interface TrainCliOptions {
   dataDir?: string;
 }
 
-/** Model builders by CLI name; each takes the dataset geometry. */
-const MODELS: Record<string, (dev: Device, g: { channels: number; rows: number; cols: number; classes: number }, seed: number) => Classifier> = {
+/** Model builders by CLI name; each takes the dataset geometry (eval rebuilds a run's model with them). */
+export const MODELS: Record<string, (dev: Device, g: { channels: number; rows: number; cols: number; classes: number }, seed: number) => Classifier> = {
   mlp: (dev, g, seed) => new models.MLP(dev, { inputSize: g.channels * g.rows * g.cols, hiddenSizes: [256, 128], numClasses: g.classes, seed }),
   cnn: (dev, g, seed) => new models.SimpleCNN(dev, { inChannels: g.channels, imageSize: [g.rows, g.cols], numClasses: g.classes, seed }),
 };

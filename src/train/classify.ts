@@ -75,11 +75,19 @@ function batchTensors(dev: Device, ds: ImageDataset, idx: ArrayLike<number>, fro
   return { x: dev.tensor(xs, [n, ds.channels, ds.rows, ds.cols]), y: dev.tensor(ys, [n]) };
 }
 
-export async function evaluate(dev: Device, model: Classifier, ds: ImageDataset, batchSize: number, limit = 0): Promise<{ loss: number; accuracy: number }> {
+export interface EvalResult {
+  loss: number;
+  accuracy: number;
+  /** confusion[t][p]: test examples of true class t predicted as class p */
+  confusion: number[][];
+}
+
+export async function evaluate(dev: Device, model: Classifier, ds: ImageDataset, batchSize: number, limit = 0): Promise<EvalResult> {
   const n = limit > 0 ? Math.min(limit, ds.n) : ds.n;
   const order = Int32Array.from({ length: n }, (_, i) => i);
   let lossSum = 0;
   let correct = 0;
+  let confusion: number[][] = [];
   model.eval();
   for (let b = 0; b < n; b += batchSize) {
     const e = Math.min(n, b + batchSize);
@@ -93,16 +101,20 @@ export async function evaluate(dev: Device, model: Classifier, ds: ImageDataset,
     lossSum += await loss.item();
     const lv = await logits.toArray();
     const C = logits.shape[1]!;
+    if (!confusion.length) confusion = Array.from({ length: C }, () => new Array<number>(C).fill(0));
     for (let i = 0; i < e - b; i++) {
       let best = 0;
       for (let c = 1; c < C; c++) if (lv[i * C + c]! > lv[i * C + best]!) best = c;
-      if (best === ds.labels[b + i]) correct++;
+      const label = ds.labels[b + i]!;
+      if (best === label) correct++;
+      const row = confusion[label];
+      if (row) row[best]!++;
     }
     loss.dispose();
     logits.dispose();
   }
   model.train();
-  return { loss: lossSum / n, accuracy: correct / n };
+  return { loss: lossSum / n, accuracy: correct / n, confusion };
 }
 
 export class ClassifierTrainer {
