@@ -6,7 +6,7 @@ export async function info(opts: { json?: boolean }): Promise<number> {
   try {
     dev = await createDevice();
   } catch (e) {
-    console.error((e as Error).message);
+    console.error(`wgnn info: ${(e as Error).message}`);
     console.error('Without a GPU, install a software adapter: `npm run setup` (Debian: Mesa lavapipe from bookworm-backports).');
     return 1;
   }
