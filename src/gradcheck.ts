@@ -3,7 +3,7 @@
 // the CPU), so one backward pass gives every input gradient and each finite difference costs two
 // forward passes.
 import { ShapeError } from './errors.js';
-import { mulberry32 } from './gpu/device.js';
+import { mulberry32 } from './random.js';
 import { noGrad } from './autodiff.js';
 import { Tensor, tidy } from './tensor.js';
 

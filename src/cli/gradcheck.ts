@@ -3,6 +3,7 @@
 // plain array below: a CLI feature, not an op registry (ops and their tests never read it).
 // Sizes are deliberately not multiples of workgroup, tile or vec4 widths, so edge handling runs.
 import { createDevice, gradcheck, ops, type Device, type Tensor, type GradcheckResult } from '../index.js';
+import { mulberry32 } from '../random.js';
 
 /**
  * Tolerances: gradcheck's defaults, the ones every op test uses (test/helpers.ts checkOp,
@@ -309,17 +310,6 @@ export interface GradcheckRow {
   error?: string;
 }
 
-/** mulberry32: the seeded generator the library uses; local because the CLI imports only the package entry. */
-function mulberry32(seed: number): Rnd {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * Selects cases: a filter equal to an op name (case-insensitive) selects that op; otherwise it

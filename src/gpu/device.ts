@@ -71,17 +71,8 @@ function flatten(data: NestedNumbers | NestedBooleans, shape: number[], out: num
   return isBool;
 }
 
-/** mulberry32: small, fast, seedable; good enough for initialisation. */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from '../random.js';
+export { mulberry32 };
 
 export class Device {
   readonly pool: BufferPool;

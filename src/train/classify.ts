@@ -8,7 +8,7 @@ import { tidy, type Tensor } from '../tensor.js';
 import { crossEntropy } from '../ops/cross_entropy.js';
 import { AdamW } from '../optim/adam.js';
 import { WarmupCosineLR } from '../optim/schedule.js';
-import { mulberry32 } from '../gpu/device.js';
+import { mulberry32 } from '../random.js';
 import type { ImageDataset } from '../data/fashion_mnist.js';
 import { encodeSafetensors, decodeSafetensors, rawToTyped, tensorsToRaw, writeFileAtomic, type RawTensor } from '../io/safetensors.js';
 

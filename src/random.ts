@@ -1,0 +1,14 @@
+// The seeded generator behind dev.randn/rand, gradcheck and data shuffling. Dependency-free so the
+// CLI can use it without bundling a second copy of the library.
+
+/** mulberry32: small, fast, seedable; good enough for initialisation and shuffling. Returns [0, 1). */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
