@@ -12,7 +12,8 @@
 //   invocation copies the p pixels of one patch row (contiguous on both sides).
 // - im2col_fwd: cols[b, (c·kh + i)·kw + j, oh·Wo + ow] = x[b, c, oh·sh - ph + i·dh, ow·sw - pw + j·dw]
 //   (0 outside the image); one invocation per (output position, kernel row), looping over j.
-//   With `ones`, each image gets one more row of ones, so the conv bias rides in the GEMM.
+//   With `extra`, each image gets that many more rows: the first is ones when `ones` is set (the conv
+//   bias rides in the GEMM), the rest zeros (padding the GEMM's K to a multiple of 4, its vector path).
 // - im2col_bwd (col2im, the adjoint): each input pixel sums the columns that read it, in a fixed order.
 // - maxpool_fwd: max over the window (implicit -inf padding), first maximum in row-major window
 //   order wins (as PyTorch); writes the argmax as a flat index into the H·W plane.
@@ -39,7 +40,8 @@ struct Params {
   c: u32,            // channels
   ckk: u32,          // C · kh · kw (patchify: C · p · p)
   l: u32,            // Ho · Wo output positions per image
-  ones: u32,         // im2col: 1 appends a row of ones to each image's columns (conv bias), else 0
+  ones: u32,         // im2col: 1 = the first appended row is ones (conv bias), else zeros
+  extra: u32,        // im2col: rows appended to each image's columns (0 = plain im2col)
   in_hw: vec2<u32>,  // H, W
   out_hw: vec2<u32>, // Ho, Wo (patchify: H / p, W / p)
 }
@@ -127,8 +129,8 @@ fn im2col_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_
   let src = (plane * p.in_hw.x + u32(max(yy, 0))) * p.in_hw.y;
   let x0 = i32(ow * SW) - i32(PW);
   let b = plane / p.c;
-  // row (c·kh + i)·kw + j of image b, whose rows start at b·(C·kh·kw + ones)
-  var dst = (row * KW + b * p.ones) * p.l + l;
+  // row (c·kh + i)·kw + j of image b, whose rows start at b·(C·kh·kw + extra)
+  var dst = (row * KW + b * p.extra) * p.l + l;
   for (var j = 0u; j < KW; j++) {
     let xx = x0 + i32(j * DW);
     var v = 0.0;
@@ -136,9 +138,10 @@ fn im2col_fwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_
     out[dst] = v;
     dst += p.l;
   }
-  // the last kernel row of the last channel also writes the ones row (conv bias), if any
-  if (p.ones != 0u && i == KH - 1u && plane - b * p.c == p.c - 1u) {
-    out[(b * (p.ckk + 1u) + p.ckk) * p.l + l] = 1.0;
+  // the last kernel row of the last channel also writes the appended rows, if any
+  if (p.extra != 0u && i == KH - 1u && plane - b * p.c == p.c - 1u) {
+    let base = b * (p.ckk + p.extra) + p.ckk;
+    for (var r = 0u; r < p.extra; r++) { out[(base + r) * p.l + l] = select(0.0, 1.0, r == 0u && p.ones != 0u); }
   }
 }
 
@@ -153,7 +156,7 @@ fn im2col_bwd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_
   let xx = pix - yy * p.in_hw.y;
   let ry = out_range(yy, KH, SH, PH, DH, p.out_hw.x);
   let rx = out_range(xx, KW, SW, PW, DW, p.out_hw.y);
-  let row0 = plane * KH * KW + (plane / p.c) * p.ones;  // rows of (b, c) in the columns
+  let row0 = plane * KH * KW + (plane / p.c) * p.extra;  // rows of (b, c) in the columns
   var acc = 0.0;
   // fixed trip counts (NCY × NCX candidate windows) unroll; a window reads the pixel when it is in
   // range and the offset into it is a multiple of the dilation

@@ -235,6 +235,32 @@ describe('conv2d', () => {
     await randomConvs('conv2d', conv2d, 31, 18);
   });
 
+  it('GEMM K padding: C·kh·kw (+ bias row) of every residue mod 4, with and without bias', async () => {
+    // conv2d pads K = C·kh·kw + bias to a multiple of 4 with a ones row and zero rows (see conv.ts)
+    const rnd = rng(33);
+    const kernels: [number, number, number][] = [[1, 2, 2], [5, 1, 1], [3, 1, 2], [7, 1, 1], [1, 3, 3]]; // C, kh, kw: 4, 5, 6, 7, 9
+    for (const [C, kh, kw] of kernels) {
+      for (const withBias of [true, false]) {
+        const o = { padding: [1, 0] as Size2 };
+        const x = randArr([2, C, 5, 6], rnd);
+        const w = randArr([3, C, kh, kw], rnd);
+        const b = withBias ? randArr([3], rnd) : null;
+        const outShape = conv2dRef(x, w, b, o).shape;
+        const tol = convTols(x, w, b, o, outShape);
+        await checkOp({
+          name: `conv2d K=${C * kh * kw}${withBias ? '+1' : ''}`, dev, inputs: b ? [x, w, b] : [x, w],
+          gpu: (xt, wt, bt) => conv2d(xt!, wt!, bt, o),
+          ref: (xa, wa, ba) => conv2dRef(xa!, wa!, ba ?? null, o),
+          refBackward: (g, xa, wa, ba) => {
+            const [gx, gw, gb] = conv2dRefBackward(g, xa!, wa!, ba ?? null, o);
+            return ba ? [gx, gw, gb] : [gx, gw];
+          },
+          fwdTol: tol.fwd, bwdTol: tol.bwd, gradcheck: false,
+        });
+      }
+    }
+  });
+
   it('large channel counts (O, C > 64, C·kh·kw = 402 + bias row) and B·L > 64', async () => {
     // too big for checkOp's float64 central differences: forward and one backward vs the reference
     const rnd = rng(35);
