@@ -1,6 +1,7 @@
 // wgnn: WebGPU neural networks.
 export { createDevice, Device } from './gpu/device.js';
-export type { CreateDeviceOptions, MemoryInfo, AdapterDescription, DispatchSpec } from './gpu/device.js';
+export type { CreateDeviceOptions, MemoryInfo, AdapterDescription, DispatchSpec, KernelTrace } from './gpu/device.js';
+export type { TracedDispatch } from './graph/executor.js';
 export { Tensor, tidy, keep } from './tensor.js';
 export type { DType } from './tensor.js';
 export { noGrad, isGradEnabled } from './autodiff.js';

@@ -2,7 +2,7 @@
 // compiled kernels. createDevice() finds WebGPU in the browser (navigator.gpu) or, in Node, in
 // Dawn's bindings (the 'webgpu' package), or wraps a GPUDevice the caller brings.
 import { DeviceLostError, KernelError, LimitError, ShapeError, WgnnError, fmtShape } from '../errors.js';
-import { Executor, type BufferRange } from '../graph/executor.js';
+import { Executor, type BufferRange, type TracedDispatch } from '../graph/executor.js';
 import { checkShape, numel, type Shape } from '../shape.js';
 import { Storage, Tensor, tidy, type DType } from '../tensor.js';
 import { BufferPool } from './pool.js';
@@ -24,6 +24,16 @@ export interface AdapterDescription {
   architecture: string;
   device: string;
   description: string;
+}
+
+/** What dev.stopTrace() returns: GPU time per dispatch and per kernel, from timestamp queries. */
+export interface KernelTrace {
+  /** every dispatch since startTrace, in submission order */
+  dispatches: TracedDispatch[];
+  /** per pipeline (file:entry {overrides}), most total time first */
+  kernels: { kernel: string; calls: number; totalMs: number; meanMs: number; share: number }[];
+  /** sum of the dispatches' GPU times */
+  totalMs: number;
 }
 
 export interface MemoryInfo {
@@ -309,6 +319,39 @@ export class Device {
 
   tidy<T>(fn: () => T): T {
     return tidy(fn);
+  }
+
+  /**
+   * Starts timing every dispatch on the GPU (each runs in its own timestamped compute pass, so a
+   * traced step is a little slower than an untraced one). Needs the 'timestamp-query' feature.
+   */
+  startTrace(): void {
+    this.checkAlive();
+    if (!this.features.has('timestamp-query')) {
+      throw new LimitError(`startTrace: this device has no 'timestamp-query' feature (adapter: ${this.adapterInfo.description || this.adapterInfo.vendor || 'unknown'})`);
+    }
+    if (this.exec.tracing) throw new WgnnError('startTrace: a trace is already running (call stopTrace first)');
+    this.exec.startTrace();
+  }
+
+  /** Flushes, stops the trace and reports GPU time per dispatch and per kernel. */
+  async stopTrace(): Promise<KernelTrace> {
+    this.checkAlive();
+    if (!this.exec.tracing) throw new WgnnError('stopTrace: no trace is running (call startTrace first)');
+    const dispatches = await this.exec.stopTrace();
+    const by = new Map<string, { calls: number; totalMs: number }>();
+    let totalMs = 0;
+    for (const d of dispatches) {
+      const k = by.get(d.kernel) ?? { calls: 0, totalMs: 0 };
+      k.calls++;
+      k.totalMs += d.ms;
+      by.set(d.kernel, k);
+      totalMs += d.ms;
+    }
+    const kernels = [...by.entries()]
+      .map(([kernel, k]) => ({ kernel, calls: k.calls, totalMs: k.totalMs, meanMs: k.totalMs / k.calls, share: totalMs > 0 ? k.totalMs / totalMs : 0 }))
+      .sort((a, b) => b.totalMs - a.totalMs);
+    return { dispatches, kernels, totalMs };
   }
 
   memory(): MemoryInfo {

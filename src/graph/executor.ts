@@ -40,6 +40,17 @@ export interface ClearCommand {
 
 export type Command = DispatchCommand | CopyCommand | ClearCommand;
 
+/** One traced dispatch: the pipeline's label (file:entry {overrides}), its grid and its GPU time. */
+export interface TracedDispatch {
+  kernel: string;
+  workgroups: [number, number, number];
+  /** GPU time between the start and the end of its compute pass, from timestamp queries */
+  ms: number;
+}
+
+/** WebGPU allows at most 4096 queries per set: two timestamps per dispatch. */
+const TRACE_CHUNK = 2048;
+
 export interface GraphStats {
   flushes: number;
   dispatches: number;
@@ -56,6 +67,8 @@ export class Executor {
   private inFlight = 0;
   private uniformBuffer: GPUBuffer | null = null;
   readonly stats: GraphStats = { flushes: 0, dispatches: 0, submits: 0 };
+  /** while tracing: every dispatch's record, and the readbacks that fill in their times */
+  private trace: { records: TracedDispatch[]; readbacks: Promise<void>[] } | null = null;
 
   constructor(
     private gpu: GPUDevice,
@@ -154,6 +167,10 @@ export class Executor {
     const enc = this.gpu.createCommandEncoder({ label: 'wgnn flush' });
     let pass: GPUComputePassEncoder | null = null;
     let dispatches = 0;
+    // Tracing: one pass per dispatch, timestamped at its start and end (pass-level timestamps are
+    // what core WebGPU offers), resolved into a buffer read back after the submit.
+    const traced: TracedDispatch[] = [];
+    const querySets: GPUQuerySet[] = [];
     cmds.forEach((c, i) => {
       if (c.kind !== 'dispatch') {
         if (pass) {
@@ -164,7 +181,13 @@ export class Executor {
         else enc.clearBuffer(c.buffer, c.offset, c.size);
         return;
       }
-      if (!pass) pass = enc.beginComputePass();
+      if (this.trace) {
+        const q = traced.length % TRACE_CHUNK;
+        if (q === 0) querySets.push(this.gpu.createQuerySet({ type: 'timestamp', count: 2 * TRACE_CHUNK }));
+        const querySet = querySets[querySets.length - 1]!;
+        pass = enc.beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex: 2 * q, endOfPassWriteIndex: 2 * q + 1 } });
+        traced.push({ kernel: c.pipeline.label, workgroups: [...c.workgroups], ms: NaN });
+      } else if (!pass) pass = enc.beginComputePass();
       const entries: GPUBindGroupEntry[] = c.bindings.map((b) => ({
         binding: b.binding,
         resource: { buffer: b.range.buffer, offset: b.range.offset, size: b.range.size },
@@ -177,15 +200,67 @@ export class Executor {
       pass.setBindGroup(0, bg);
       pass.dispatchWorkgroups(c.workgroups[0], c.workgroups[1], c.workgroups[2]);
       dispatches++;
+      if (this.trace) {
+        pass.end();
+        pass = null;
+      }
     });
     if (pass) (pass as GPUComputePassEncoder).end();
+    const readback = traced.length ? this.resolveTimestamps(enc, querySets, traced) : null;
     this.gpu.queue.submit([enc.finish()]);
+    if (readback) {
+      this.trace!.records.push(...traced);
+      this.trace!.readbacks.push(readback());
+    }
     for (const s of staging) s.destroy();
     this.stats.flushes++;
     this.stats.submits++;
     this.stats.dispatches += dispatches;
     const err = await gpuWait(() => this.gpu.popErrorScope());
     if (err) throw new KernelError(`wgnn: GPU validation error while encoding ${cmds.length} commands: ${err.message}`);
+  }
+
+  /** Encodes the copy of this flush's timestamps; the returned function starts their readback. */
+  private resolveTimestamps(enc: GPUCommandEncoder, querySets: GPUQuerySet[], traced: TracedDispatch[]): () => Promise<void> {
+    const bytes = 16 * traced.length;
+    const resolved = this.gpu.createBuffer({ size: bytes, usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC });
+    const out = this.gpu.createBuffer({ size: bytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    querySets.forEach((qs, k) => {
+      const n = Math.min(TRACE_CHUNK, traced.length - k * TRACE_CHUNK);
+      enc.resolveQuerySet(qs, 0, 2 * n, resolved, 16 * k * TRACE_CHUNK);
+    });
+    enc.copyBufferToBuffer(resolved, 0, out, 0, bytes);
+    return async () => {
+      try {
+        await gpuWait(() => out.mapAsync(GPUMapMode.READ));
+        const t = new BigInt64Array(out.getMappedRange());
+        traced.forEach((r, i) => {
+          r.ms = Number(t[2 * i + 1]! - t[2 * i]!) / 1e6;
+        });
+      } finally {
+        out.destroy();
+        resolved.destroy();
+        for (const qs of querySets) qs.destroy();
+      }
+    };
+  }
+
+  /** Starts timing every dispatch (needs the 'timestamp-query' feature; checked by the device). */
+  startTrace(): void {
+    this.trace = { records: [], readbacks: [] };
+  }
+
+  get tracing(): boolean {
+    return this.trace !== null;
+  }
+
+  /** Flushes, stops tracing and returns every dispatch traced since startTrace, in order. */
+  async stopTrace(): Promise<TracedDispatch[]> {
+    await this.flush();
+    const t = this.trace!;
+    this.trace = null;
+    await Promise.all(t.readbacks);
+    return t.records;
   }
 
   /** Copies a range to the CPU, flushing everything recorded before it. */
