@@ -59,7 +59,14 @@ export function maxPool2d(x: Tensor, opts: MaxPool2dOptions): Tensor {
   const out = dev.empty([g.B, g.C, g.Ho, g.Wo]);
   const idx = dev.empty(out.shape, 'int32');
   convDispatch(x, 'maxpool_fwd', { x, out, idx }, g, g.Ho * g.Wo, g.B * g.C);
+  // windows that cannot overlap scatter their gradient (see kernels/conv.wgsl); others gather
+  const disjoint = g.sh >= (g.kh - 1) * g.dh + 1 && g.sw >= (g.kw - 1) * g.dw + 1;
   const node = record('maxPool2d', out, [x], (gy) => {
+    if (disjoint) {
+      const gx = dev.zeros(x.shape);
+      convDispatch(gy, 'maxpool_bwd_scatter', { gy, at: idx, gx }, g, g.Ho * g.Wo, g.B * g.C);
+      return [gx];
+    }
     const gx = dev.empty(x.shape);
     convDispatch(gy, 'maxpool_bwd', { gy, at: idx, gx }, g, g.H * g.W, g.B * g.C);
     return [gx];

@@ -422,11 +422,31 @@ describe('maxPool2d', () => {
     }
   });
 
+  it('disjoint windows (the scatter backward): 2×2 s2 over odd sizes, padded, dilated, gaps between windows', async () => {
+    const rnd = rng(44);
+    // stride >= dilated extent: pixels in no window (last row/column, gaps) must get zero gradient
+    for (const opts of [
+      { kernelSize: 2, stride: 2 },
+      { kernelSize: [3, 2], stride: [3, 3], padding: [1, 0] },
+      { kernelSize: 2, stride: 3, padding: 1, dilation: 2 },
+    ] as const) {
+      const shape = [2, 3, 7, 9];
+      const x = distinctArr(shape, rnd, 1 / 64);
+      const S = maxOf(maxPool2dRefBackward(ones(maxPool2dRef(x, opts).shape), x, opts)[0]);
+      await checkOp({
+        name: `maxPool2d disjoint ${fmt(opts)}`, dev, inputs: [x],
+        gpu: (a) => maxPool2d(a, opts), ref: (a) => maxPool2dRef(a, opts), refBackward: (g, a) => maxPool2dRefBackward(g, a, opts),
+        fwdTol: COPY_TOL, bwdTol: sumTol(1, S), gradcheck: false,
+      });
+    }
+  });
+
   it('gradcheck on tiny configs (overlapping and dilated windows)', async () => {
     const rnd = rng(43);
     for (const opts of [
       { kernelSize: [3, 2], stride: [1, 2], padding: [1, 1], dilation: [1, 1] },
       { kernelSize: 2, stride: 1, padding: [1, 0], dilation: 2 },
+      { kernelSize: 2, stride: 2, padding: [1, 0], dilation: 1 }, // disjoint: the scatter backward
     ] as const) {
       const x = distinctArr([1, 2, 5, 4], rnd, 0.05); // spacing 0.05 > 2·eps: no argmax flips in a difference
       const S = maxOf(maxPool2dRefBackward(ones(maxPool2dRef(x, opts).shape), x, opts)[0]);
