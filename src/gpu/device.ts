@@ -179,6 +179,20 @@ export class Device {
     return [Math.ceil(groups / y), y, 1];
   }
 
+  /**
+   * A 2-D grid: x covers `inner` invocations with wg-wide workgroups, y·z cover `outer` rows (one
+   * workgroup row each; kernels take row = wid.y + wid.z·nwg.y and skip rows >= outer).
+   */
+  grid2d(inner: number, outer: number, wg: number, what = 'kernel'): [number, number, number] {
+    const max = this.limits.maxComputeWorkgroupsPerDimension;
+    const x = Math.ceil(inner / wg);
+    if (x > max) throw new LimitError(`${what}: ${inner} invocations per row need ${x} workgroups, over maxComputeWorkgroupsPerDimension = ${max}`);
+    if (outer <= max) return [x, outer, 1];
+    const z = Math.ceil(outer / max);
+    if (z > max) throw new LimitError(`${what}: ${outer} rows need more than ${max}² workgroups (maxComputeWorkgroupsPerDimension)`);
+    return [x, Math.ceil(outer / z), z];
+  }
+
   // ---- tensors -------------------------------------------------------------------------------
 
   /** A new uninitialised tensor (for op outputs). */

@@ -119,16 +119,6 @@ export function pickWG(inner: number): number {
   return best;
 }
 
-/** The conv family's 2-D grid: x covers `inner` with wg-wide workgroups, y·z covers `outer` rows. */
-export function grid2d(t: Tensor, inner: number, outer: number, wg: number): [number, number, number] {
-  const max = t.device.limits.maxComputeWorkgroupsPerDimension;
-  const x = Math.ceil(inner / wg);
-  if (x > max) throw new LimitError(`conv kernels: ${inner} positions per image plane need ${x} workgroups, over maxComputeWorkgroupsPerDimension = ${max}`);
-  if (outer <= max) return [x, outer, 1];
-  const z = Math.ceil(outer / max);
-  return [x, Math.ceil(outer / z), z];
-}
-
 /** Dispatches one of the 2-D-grid conv kernels. */
 export function convDispatch(
   t: Tensor, entry: string, bindings: Record<string, Tensor>, g: Geometry, inner: number, outer: number, ones = 0, extra = 0,
@@ -138,7 +128,7 @@ export function convDispatch(
     bindings,
     uniforms: convUniforms(g, inner, outer, ones, extra),
     overrides: { WG: wg, ...convOverrides(g) },
-    workgroups: grid2d(t, inner, outer, wg),
+    workgroups: t.device.grid2d(inner, outer, wg, 'conv kernels'),
   });
 }
 

@@ -36,14 +36,16 @@ export function stridedCopy(
   const s = vec8(c.shape);
   const a = vec8(c.strides[0]!);
   const b = vec8(c.strides[1]!);
-  source.device.dispatch(K, 'strided_copy', {
+  // last extent a multiple of 4: 4 elements per invocation (see layout.wgsl)
+  const run4 = c.shape[c.shape.length - 1]! % 4 === 0;
+  source.device.dispatch(K, run4 ? 'strided_copy_run4' : 'strided_copy', {
     bindings: { src: source, dst: dest },
     uniforms: {
       n, src_offset: srcOffset, dst_offset: dstOffset,
       shape_lo: s.lo, shape_hi: s.hi, src_lo: a.lo, src_hi: a.hi, dst_lo: b.lo, dst_hi: b.hi,
     },
     overrides: { WG, RANK: c.shape.length },
-    workgroups: source.device.grid1d(n, WG),
+    workgroups: source.device.grid1d(run4 ? n / 4 : n, WG),
   });
 }
 

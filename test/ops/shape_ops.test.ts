@@ -127,6 +127,37 @@ describe('permute and transpose', () => {
     }
   });
 
+  it('long last dims, multiples of 4 (4 elements per invocation) and not, rank 5, millions of elements', async () => {
+    const rnd = rng(31);
+    const cases: [number[], number[]][] = [
+      [[4, 6, 37], [1, 0, 2]],
+      [[2, 3, 300], [1, 0, 2]],
+      [[2, 5, 3, 2, 32], [2, 0, 3, 1, 4]], // attention's qkv head split
+    ];
+    for (const [shape, dims] of cases) {
+      const x = f32(randArr(shape, rnd));
+      await checkOp({
+        name: `permute ${JSON.stringify(shape)} ${JSON.stringify(dims)}`, dev, inputs: [x],
+        gpu: (t) => ops.permute(t, dims), ref: (a) => permuteRef(a, dims), refBackward: (g) => [permuteRefBackward(g, dims)],
+        fwdTol: EXACT, bwdTol: G_ROUNDING, gradcheck: false,
+      });
+    }
+    // 4.5M elements, forward and backward against the reference directly (too large for checkOp's
+    // finite differences on the reference)
+    const big = f32(randArr([70000, 2, 32], rnd));
+    const bt = toTensor(dev, big, true);
+    const y = ops.permute(bt, [1, 0, 2]);
+    expectClose(await toArr(y), permuteRef(big, [1, 0, 2]), EXACT, 'permute [70000, 2, 32]');
+    const g = f32(randArr([2, 70000, 32], rnd));
+    y.backward(toTensor(dev, g));
+    expectClose(await toArr(bt.grad!), permuteRefBackward(g, [1, 0, 2]), EXACT, 'permute [70000, 2, 32] backward');
+    // concat along a middle dim: strided destination rows of 40
+    const a = f32(randArr([3, 2, 40], rnd));
+    const b = f32(randArr([3, 5, 40], rnd));
+    const got = await toArr(ops.concat([toTensor(dev, a), toTensor(dev, b)], 1));
+    expectClose(got, concatRef([a, b], 1), EXACT, 'concat rows of 40');
+  });
+
   it('negative dims and the identity', async () => {
     const rnd = rng(4);
     const x = f32(randArr([2, 3, 4], rnd));
