@@ -30,21 +30,25 @@ fn pick(lo: vec4<u32>, hi: vec4<u32>, d: u32) -> u32 {
   return hi[d - 4u];
 }
 
-@compute @workgroup_size(WG)
-fn strided_copy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * WG;
-  if (i >= p.n) { return; }
+// (source, destination) element offsets of linear index i
+fn offsets(i: u32) -> vec2<u32> {
   var rem = i;
-  var s = p.src_offset;
-  var o = p.dst_offset;
+  var so = vec2<u32>(p.src_offset, p.dst_offset);
   for (var d = RANK; d > 0u; d--) {
     let extent = pick(p.shape_lo, p.shape_hi, d - 1u);
     let k = rem % extent;
     rem = rem / extent;
-    s += k * pick(p.src_lo, p.src_hi, d - 1u);
-    o += k * pick(p.dst_lo, p.dst_hi, d - 1u);
+    so += k * vec2<u32>(pick(p.src_lo, p.src_hi, d - 1u), pick(p.dst_lo, p.dst_hi, d - 1u));
   }
-  dst[o] = src[s];
+  return so;
+}
+
+@compute @workgroup_size(WG)
+fn strided_copy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+  let i = gid.x + gid.y * nwg.x * WG;
+  if (i >= p.n) { return; }
+  let so = offsets(i);
+  dst[so.y] = src[so.x];
 }
 
 // Runs of 4 along the last (collapsed) dim, for shapes whose last extent is a multiple of 4: one
@@ -55,16 +59,9 @@ fn strided_copy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 fn strided_copy_run4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
   let i = gid.x + gid.y * nwg.x * WG;
   if (i * 4u >= p.n) { return; }
-  var rem = i * 4u;
-  var s = p.src_offset;
-  var o = p.dst_offset;
-  for (var d = RANK; d > 0u; d--) {
-    let extent = pick(p.shape_lo, p.shape_hi, d - 1u);
-    let k = rem % extent;
-    rem = rem / extent;
-    s += k * pick(p.src_lo, p.src_hi, d - 1u);
-    o += k * pick(p.dst_lo, p.dst_hi, d - 1u);
-  }
+  let so = offsets(i * 4u);
+  let s = so.x;
+  let o = so.y;
   let ss = pick(p.src_lo, p.src_hi, RANK - 1u);
   let ds = pick(p.dst_lo, p.dst_hi, RANK - 1u);
   dst[o] = src[s];
