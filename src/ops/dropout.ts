@@ -6,7 +6,7 @@ import { kernel } from '../gpu/kernel.js';
 import { check, fmtShape } from '../errors.js';
 import { record } from '../autodiff.js';
 import { Tensor } from '../tensor.js';
-import { checkTensor } from './elementwise.js';
+import { checkTensor, fits4 } from './elementwise.js';
 import { type Arr, mapArr } from '../reference.js';
 
 const K = kernel('dropout.wgsl', src);
@@ -80,11 +80,12 @@ function dropoutRaw(x: Tensor, p: number, seed: number): Tensor {
   const dev = x.device;
   const out = dev.empty(x.shape);
   const keys = dropoutKeys(seed);
-  dev.dispatch(K, 'dropout_fwd', {
-    bindings: { x, out },
+  const vec4 = fits4(x.size, x, out);
+  dev.dispatch(K, vec4 ? 'dropout_fwd4' : 'dropout_fwd', {
+    bindings: vec4 ? { x4: x, out4: out } : { x, out },
     uniforms: { n: x.size, threshold: threshold(p), k1: keys[0], k2: keys[1], scale: 1 / (1 - p) },
     overrides: { WG },
-    workgroups: dev.grid1d(x.size, WG),
+    workgroups: dev.grid1d(vec4 ? Math.ceil(x.size / 4) : x.size, WG),
   });
   return out;
 }

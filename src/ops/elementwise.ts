@@ -72,7 +72,7 @@ export function checkSameDevice(op: string, args: Record<string, Tensor | null |
 }
 
 /** True when a vec4 view of n elements (ceil(n/4) vec4s) fits in every buffer. */
-function fits4(n: number, ...ts: Tensor[]): boolean {
+export function fits4(n: number, ...ts: Tensor[]): boolean {
   const bytes = Math.ceil(n / 4) * 16;
   return ts.every((t) => t.storage.buffer.size >= bytes);
 }

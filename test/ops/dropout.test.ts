@@ -44,6 +44,19 @@ describe('dropout', () => {
     expect(Array.from(v)).toEqual(Array.from(expected));
   });
 
+  it('the scalar kernel (buffers too small for a vec4 view: a caller GPUBuffer of 7 floats) gives the same mask', async () => {
+    const n = 7;
+    const xa = f32Arr([n], rng(2));
+    const buf = dev.gpu.createBuffer({ size: 4 * n, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
+    dev.gpu.queue.writeBuffer(buf, 0, Float32Array.from(xa.data));
+    const x = dev.fromGPUBuffer(buf, [n]);
+    const v = await dropout(x, 0.4, { seed: 9 }).toArray();
+    const m = dropoutMask(n, 0.4, 9);
+    const scale = Math.fround(1 / (1 - 0.4));
+    expect(Array.from(v)).toEqual(Array.from(xa.data, (u, i) => (m[i] ? Math.fround(u * scale) : 0)));
+    buf.destroy();
+  });
+
   for (const p of [0.1, 0.5, 0.9]) {
     it(`kept fraction ≈ 1 - p (p = ${p}, 2^20 elements, 6σ binomial bound)`, async () => {
       const n = 1 << 20;
