@@ -4,7 +4,7 @@
 import { expect } from 'vitest';
 import { createDevice, gradcheck, type Device, type GradcheckOptions, type Tensor } from '../src/index.js';
 import { type Arr, arr } from '../src/reference.js';
-import { mulberry32 } from '../src/gpu/device.js';
+import { mulberry32 } from '../src/random.js';
 
 export { arr, type Arr };
 

@@ -5,6 +5,7 @@ import { DeviceLostError, KernelError, LimitError, ShapeError, WgnnError, fmtSha
 import { Executor, type BufferRange, type TracedDispatch } from '../graph/executor.js';
 import { checkShape, numel, type Shape } from '../shape.js';
 import { Storage, Tensor, tidy, type DType } from '../tensor.js';
+import { mulberry32 } from '../random.js';
 import { BufferPool } from './pool.js';
 import { measureProfile, type DeviceProfile } from './profile.js';
 import { CompiledKernel, packUniforms, type KernelSource, type UniformValue } from './kernel.js';
@@ -81,8 +82,6 @@ function flatten(data: NestedNumbers | NestedBooleans, shape: number[], out: num
   return isBool;
 }
 
-import { mulberry32 } from '../random.js';
-export { mulberry32 };
 
 export class Device {
   readonly pool: BufferPool;

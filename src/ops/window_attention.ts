@@ -335,7 +335,7 @@ function refWindows(shape: readonly number[], M: number, shift: number): RefWind
 }
 
 function forEachWindow(
-  q: Arr, k: Arr, v: Arr, opts: WindowAttentionRefOptions,
+  q: Arr, k: Arr, opts: WindowAttentionRefOptions,
   fn: (w: RefWindows, b: number, win: number, h: number, P: Float64Array, rowOf: (t: number) => number) => void,
 ): RefWindows {
   const w = refWindows(q.shape, opts.windowSize, opts.shift ?? 0);
@@ -385,7 +385,7 @@ function forEachWindow(
 /** Float64 reference of windowAttention (same options, on Arr). */
 export function windowAttentionRef(q: Arr, k: Arr, v: Arr, opts: WindowAttentionRefOptions): Arr {
   const out = arr(q.shape);
-  forEachWindow(q, k, v, opts, (w, _b, win, _h, P, rowOf) => {
+  forEachWindow(q, k, opts, (w, _b, win, _h, P, rowOf) => {
     const { n, dim } = w.g;
     const toks = w.tokens[win]!;
     for (let i = 0; i < n; i++) {
@@ -412,7 +412,7 @@ export function windowAttentionRefBackward(
   const table = opts.relativePositionBias ?? null;
   const dt = table ? arr(table.shape) : null;
   const scale = opts.scale ?? (q.shape[4] ?? 1) ** -0.5;
-  forEachWindow(q, k, v, opts, (w, _b, win, h, P, rowOf) => {
+  forEachWindow(q, k, opts, (w, _b, win, h, P, rowOf) => {
     const { n, dim, heads } = w.g;
     const toks = w.tokens[win]!;
     const dS = new Float64Array(n);

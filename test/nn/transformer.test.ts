@@ -16,7 +16,6 @@ beforeAll(async () => {
 afterAll(() => dev.destroy());
 
 type Masked = (b: number, l: number, s: number) => boolean;
-const none: Masked = () => false;
 interface MhaP { W: Arr; bIn: Arr; Wo: Arr; bo: Arr }
 interface LinP { w: Arr; b: Arr }
 

@@ -13,7 +13,7 @@
 //   configs: every op here is (bi)linear in each input, so the differences are exact up to f32
 //   rounding of L; max-pool inputs are spaced > 2·eps apart so no argmax flips inside a difference.
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { type Device, ShapeError, noGrad, nn, type Tensor } from '../../src/index.js';
+import { type Device, ShapeError, noGrad, type Tensor } from '../../src/index.js';
 import { im2col, col2im, conv2d, im2colRef, im2colRefBackward, col2imRef, conv2dRef, conv2dRefBackward, type Size2 } from '../../src/ops/conv.js';
 import { patchify, patchifyRef, patchifyRefBackward } from '../../src/ops/patchify.js';
 import { maxPool2d, maxPool2dRef, maxPool2dRefBackward, maxPool2dRefWithIndices, poolGeometry } from '../../src/ops/pool.js';
