@@ -269,7 +269,6 @@ fn attention_bwd_dq_generic(@builtin(workgroup_id) wid: vec3<u32>, @builtin(loca
   let chunk = wid.x % p.nchunk;
   let r0 = (wid.x / p.nchunk) * WG;
   let d0 = chunk * DC;
-  let nd = min(DC, p.hd - d0);
   let i = min(r0 + lid, p.nq - 1u);
   let row_ok = r0 + lid < p.nq;
   let lim = key_limit(b, i);
@@ -306,7 +305,6 @@ fn attention_bwd_dkdv_generic(@builtin(workgroup_id) wid: vec3<u32>, @builtin(lo
   let chunk = wid.x % p.nchunk;
   let c0 = (wid.x / p.nchunk) * WG;
   let d0 = chunk * DC;
-  let nd = min(DC, p.hd - d0);
   let j = min(c0 + lid, p.nk - 1u);
   let key_ok = c0 + lid < p.nk;
   // queries that can see a key of this block: causal starts at the block's first key; a block

@@ -277,23 +277,7 @@ fn acc16_go(w: Win, rb: u32, rs: u32, d0: u32) -> mat4x4<f32> {
   return a;
 }
 
-fn acc16_q(w: Win, rb: u32, rs: u32, d0: u32) -> mat4x4<f32> {
-  var a = mat4x4<f32>();
-  var rc = vec2<u32>(0u);
-  for (var t = 0u; t < p.n; t++) {
-    let tok = token_at(w, rc);
-    rc = next_rc(rc);
-    if (tok == INVALID) { continue; }
-    let b = (tok * p.heads + w.h) * p.dim;
-    let x = rowbuf[rb + t * rs];
-    a[0] += x * vec4<f32>(q[b + col(d0)], q[b + col(d0 + 1u)], q[b + col(d0 + 2u)], q[b + col(d0 + 3u)]);
-    a[1] += x * vec4<f32>(q[b + col(d0 + 4u)], q[b + col(d0 + 5u)], q[b + col(d0 + 6u)], q[b + col(d0 + 7u)]);
-    a[2] += x * vec4<f32>(q[b + col(d0 + 8u)], q[b + col(d0 + 9u)], q[b + col(d0 + 10u)], q[b + col(d0 + 11u)]);
-    a[3] += x * vec4<f32>(q[b + col(d0 + 12u)], q[b + col(d0 + 13u)], q[b + col(d0 + 14u)], q[b + col(d0 + 15u)]);
-  }
-  return a;
-}
-// the same, weighted by dLogit from ds (bwd_kv: column j of one window-head)
+// Σ_t dLogit(t, j) · q row t over the window's tokens (bwd_kv: column j of one window-head, from ds)
 fn acc16_q_ds(w: Win, rb: u32, rs: u32, d0: u32) -> mat4x4<f32> {
   var a = mat4x4<f32>();
   var rc = vec2<u32>(0u);

@@ -259,19 +259,7 @@ fn acc16_go(w: Win, rb: u32, rs: u32, d0: u32, l8: u32, sb: u32) -> mat4x4<f32> 
   }
   return a;
 }
-fn acc16_q(w: Win, rb: u32, rs: u32, d0: u32, l8: u32, sb: u32) -> mat4x4<f32> {
-  var a = mat4x4<f32>();
-  var rc = vec2<u32>(0u);
-  let c4 = quad(d0, l8);
-  for (var t = 0u; t < p.n; t++) {
-    let tok = token_at(w, rc);
-    rc = next_rc(rc);
-    if (tok == INVALID) { continue; }
-    fma4x4(&a, rowbuf[rb + t * rs], q[row4(tok, w.h) + c4], sb);
-  }
-  return a;
-}
-// the same, weighted by dLogit from ds (bwd_kv: column j of one window-head)
+// Σ_t dLogit(t, j) · q row t over the window's tokens (bwd_kv: column j of one window-head, from ds)
 fn acc16_q_ds(w: Win, rb: u32, rs: u32, d0: u32, l8: u32, sb: u32) -> mat4x4<f32> {
   var a = mat4x4<f32>();
   var rc = vec2<u32>(0u);

@@ -178,6 +178,12 @@ export class Device {
     return [Math.ceil(groups / y), y, 1];
   }
 
+  /** The adapter's subgroup size range (0 when the implementation does not report it). */
+  get subgroupSizes(): { min: number; max: number } {
+    const info = (this.gpu as GPUDevice & { adapterInfo?: { subgroupMinSize?: number; subgroupMaxSize?: number } }).adapterInfo;
+    return { min: info?.subgroupMinSize ?? 0, max: info?.subgroupMaxSize ?? 0 };
+  }
+
   /**
    * A 2-D grid: x covers `inner` invocations with wg-wide workgroups, y·z cover `outer` rows (one
    * workgroup row each; kernels take row = wid.y + wid.z·nwg.y and skip rows >= outer).

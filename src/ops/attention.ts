@@ -35,6 +35,7 @@ import type { Device } from '../gpu/device.js';
 import type { BufferRange } from '../graph/executor.js';
 import { broadcastStrides, checkFinite, checkSameDevice, checkTensor } from './elementwise.js';
 import { sumTo } from './reduce.js';
+import { isCpuAdapter } from './softmax.js';
 import { type Arr, arr } from '../reference.js';
 
 // The subgroup kernels need `enable subgroups`; the portable module is the part of the same file
@@ -107,13 +108,7 @@ export function attentionDropoutHash(seed: number, bh: number, i: number, j: num
 
 function subgroupsUsable(dev: Device): boolean {
   if (!dev.features.has('subgroups')) return false;
-  const info = (dev.gpu as GPUDevice & { adapterInfo?: { subgroupMinSize?: number } }).adapterInfo;
-  return (info?.subgroupMinSize ?? 0) >= 8;
-}
-
-/** Adapters where workgroup cooperation costs more than it saves (measured: gpu/profile.ts). */
-function isCpuAdapter(dev: Device): boolean {
-  return dev.profile.barrierBound;
+  return dev.subgroupSizes.min >= 8;
 }
 
 interface Plan {
@@ -261,9 +256,10 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
   const lse = dev.empty([B, H, Nq]);
   const pl = attentionPlan(dev, D);
   const K = pl.fast ? KSG : KPORT;
-  const dummy = dev.empty([1]);
-  const maskBuf = mask ?? dummy;
-  const klBuf = klTensor ?? dummy;
+  // without a mask or key lengths their bindings get q (read-only there; the kernels read them
+  // only behind mask_kind / F_KEYLEN)
+  const maskBuf = mask ?? q;
+  const klBuf = klTensor ?? q;
   const flags = (isCausal ? F_CAUSAL : 0) | (klTensor ? F_KEYLEN : 0) | (dropoutP > 0 ? F_DROPOUT : 0);
   const uniforms = (extra: number) => ({
     bh: B * H, heads: H, nq: Nq, nk: Nk, scale, seed,
@@ -286,7 +282,6 @@ export function scaledDotProductAttention(q: Tensor, k: Tensor, v: Tensor, opts:
     workgroups: grid(Nq),
   });
   if (!wantGrad) {
-    dummy.dispose();
     lse.dispose();
     if (klOwned) klTensor!.dispose();
     return out;

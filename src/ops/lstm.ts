@@ -56,9 +56,7 @@ export const lstmKernelConfig: { subgroups: 'auto' | 'off' } = { subgroups: 'aut
  */
 function useSubgroups(dev: Tensor['device'], H: number): boolean {
   if (lstmKernelConfig.subgroups === 'off' || !dev.features.has('subgroups') || H % 4 !== 0) return false;
-  const info = (dev.gpu as GPUDevice & { adapterInfo?: { subgroupMinSize?: number; subgroupMaxSize?: number } }).adapterInfo;
-  const min = info?.subgroupMinSize ?? 0;
-  const max = info?.subgroupMaxSize ?? 0;
+  const { min, max } = dev.subgroupSizes;
   return min >= 8 && max <= WG && WG % max === 0;
 }
 

@@ -49,14 +49,9 @@ export const matmulKernelConfig: {
   maxGridDim: number;
 } = { variant: 'auto', maxQW: 16, maxGridDim: 0 };
 
-function subgroupSizes(dev: Device): { min: number; max: number } {
-  const info = (dev.gpu as GPUDevice & { adapterInfo?: { subgroupMinSize?: number; subgroupMaxSize?: number } }).adapterInfo;
-  return { min: info?.subgroupMinSize ?? 0, max: info?.subgroupMaxSize ?? 0 };
-}
-
 /** The subgroup kernels broadcast from lanes 0..7: they need subgroups of at least 8 lanes. */
 function subgroupsUsable(dev: Device): boolean {
-  return dev.features.has('subgroups') && subgroupSizes(dev).min >= 8;
+  return dev.features.has('subgroups') && dev.subgroupSizes.min >= 8;
 }
 
 export interface MatmulExOptions {
@@ -218,7 +213,7 @@ interface Tiling {
  */
 function tiling(dev: Device, variant: 'subgroup' | 'tiled', M: number, N: number): Tiling {
   if (variant === 'tiled') return { rows: 4 * TILED.TY, cols: 4 * TILED.TX, overrides: { ...TILED }, qw: 0 };
-  const sgMax = subgroupSizes(dev).max;
+  const sgMax = dev.subgroupSizes.max;
   const WG = Math.min(Math.max(64, pow2(sgMax)), dev.limits.maxComputeInvocationsPerWorkgroup);
   const minQW = Math.min(WG, pow2(Math.max(8, sgMax)));
   // narrow B strips (qw = 16: 64 columns) measured ~5-10% faster on lavapipe (cache reuse across the

@@ -164,9 +164,7 @@ export const windowAttentionKernelConfig: { subgroups: 'auto' | 'off' } = { subg
  */
 function useSubgroups(dev: Device, blk: number, dim: number): boolean {
   if (windowAttentionKernelConfig.subgroups === 'off' || !dev.features.has('subgroups') || blk % 8 !== 0 || dim % 4 !== 0) return false;
-  const info = (dev.gpu as GPUDevice & { adapterInfo?: { subgroupMinSize?: number; subgroupMaxSize?: number } }).adapterInfo;
-  const min = info?.subgroupMinSize ?? 0;
-  const max = info?.subgroupMaxSize ?? 0;
+  const { min, max } = dev.subgroupSizes;
   return min >= 8 && min % 8 === 0 && max % 8 === 0;
 }
 
@@ -192,14 +190,12 @@ export function windowAttention(q: Tensor, k: Tensor, v: Tensor, opts: WindowAtt
   const out = dev.empty(q.shape);
   // log-sum-exp of every query row (saved for backward)
   const lse = dev.empty([g.B, g.hg, g.wg, g.heads]);
-  const noTable = table ? null : dev.empty([1]);
   dev.dispatch(KF, 'window_attention_fwd', {
-    bindings: { q, k, v, table: table ?? noTable!, lse_out: lse, out },
+    bindings: { q, k, v, table: table ?? q, lse_out: lse, out }, // q: read only, never as a table (has_bias 0)
     uniforms: { ...base, items: fwdItems, want_ds: 0 },
     overrides,
     workgroups: dev.grid1d(fwdItems, bl.nblk),
   });
-  noTable?.dispose();
   if (!grad) {
     lse.dispose();
     return out;
@@ -209,12 +205,11 @@ export function windowAttention(q: Tensor, k: Tensor, v: Tensor, opts: WindowAtt
     const wantKV = k.requiresGrad || v.requiresGrad;
     const wantDs = wantTable || wantKV;
     const uniforms = { ...base, items: fwdItems, want_ds: wantDs ? 1 : 0 };
-    const noTableB = table ? null : dev.empty([1]);
     const dq = dev.empty(q.shape);
     // dLogit of every (image, head, window): read by bwd_kv (dk) and bwd_table
     const ds = dev.empty([wantDs ? g.B * g.heads * g.nwin * g.n * g.n : 1]);
     dev.dispatch(KF, 'window_attention_bwd_q', {
-      bindings: { q, k, v, table: table ?? noTableB!, lse, o: out, go, dq, ds },
+      bindings: { q, k, v, table: table ?? q, lse, o: out, go, dq, ds },
       uniforms,
       overrides,
       workgroups: dev.grid1d(fwdItems, bl.nblk),
@@ -225,7 +220,7 @@ export function windowAttention(q: Tensor, k: Tensor, v: Tensor, opts: WindowAtt
       dk = dev.empty(k.shape);
       dv = dev.empty(v.shape);
       dev.dispatch(KF, 'window_attention_bwd_kv', {
-        bindings: { q, k, table: table ?? noTableB!, lse, go, ds_in: ds, dk, dv },
+        bindings: { q, k, table: table ?? q, lse, go, ds_in: ds, dk, dv },
         uniforms,
         overrides,
         workgroups: dev.grid1d(fwdItems, bl.nblk),
@@ -249,7 +244,6 @@ export function windowAttention(q: Tensor, k: Tensor, v: Tensor, opts: WindowAtt
       });
       gsums.dispose();
     }
-    noTableB?.dispose();
     ds.dispose();
     // grads nobody asked for go back to the pool now
     const keepIf = (t: Tensor | null, want: boolean): Tensor | null => {
