@@ -73,8 +73,9 @@ export class MultiheadAttention extends Module {
     const bound = Math.sqrt(6 / (E + 3 * E));
     this.in_proj_weight = param(dev.rand([3 * E, E], { low: -bound, high: bound, seed }));
     this.in_proj_bias = opts.bias ?? true ? param(dev.zeros([3 * E])) : null;
-    this.out_proj = new Linear(dev, { inFeatures: E, outFeatures: E, bias: opts.bias ?? true, seed: seed === undefined ? undefined : seed + 1 });
-    if (this.out_proj.bias) this.out_proj.bias = param(dev.zeros([E]));
+    // Linear's own bias would be random: build it without one and give it PyTorch's zero bias
+    this.out_proj = new Linear(dev, { inFeatures: E, outFeatures: E, bias: false, seed: seed === undefined ? undefined : seed + 1 });
+    if (opts.bias ?? true) this.out_proj.bias = param(dev.zeros([E]));
   }
 
   /** Returns [output, attention weights or null]; shapes follow batchFirst. */

@@ -77,8 +77,10 @@ describe('device', () => {
     // upload must not overtake the pending read (queue.writeBuffer would)
     const a = dev.tensor([1, 1, 1, 1]);
     const b = ops.add(a, 1); // pending: reads a
+    const bufA = a.gpuBuffer;
     a.dispose();
-    const c = dev.tensor([7, 7, 7, 7]); // likely gets a's buffer back from the pool
+    const c = dev.tensor([7, 7, 7, 7]);
+    expect(c.gpuBuffer).toBe(bufA); // the hazard this test is about: c reuses a's buffer (LIFO pool)
     expect(Array.from(await b.toArray())).toEqual([2, 2, 2, 2]);
     expect(Array.from(await c.toArray())).toEqual([7, 7, 7, 7]);
   });
