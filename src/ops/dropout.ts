@@ -6,7 +6,7 @@ import { kernel } from '../gpu/kernel.js';
 import { check, fmtShape } from '../errors.js';
 import { record } from '../autodiff.js';
 import { Tensor } from '../tensor.js';
-import { checkTensor, fits4 } from './elementwise.js';
+import { checkTensor, fits4, range4 } from './elementwise.js';
 import { type Arr, mapArr } from '../reference.js';
 
 const K = kernel('dropout.wgsl', src);
@@ -82,7 +82,7 @@ function dropoutRaw(x: Tensor, p: number, seed: number): Tensor {
   const keys = dropoutKeys(seed);
   const vec4 = fits4(x.size, x, out);
   dev.dispatch(K, vec4 ? 'dropout_fwd4' : 'dropout_fwd', {
-    bindings: vec4 ? { x4: x, out4: out } : { x, out },
+    bindings: vec4 ? { x4: range4(x, x.size), out4: range4(out, x.size) } : { x, out },
     uniforms: { n: x.size, threshold: threshold(p), k1: keys[0], k2: keys[1], scale: 1 / (1 - p) },
     overrides: { WG },
     workgroups: dev.grid1d(vec4 ? Math.ceil(x.size / 4) : x.size, WG),

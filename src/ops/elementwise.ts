@@ -77,7 +77,8 @@ export function fits4(n: number, ...ts: Tensor[]): boolean {
   return ts.every((t) => t.storage.buffer.size >= bytes);
 }
 
-function range4(t: Tensor, n: number): BufferRange {
+/** A vec4 view of n elements of t (whole vec4s: the last one reaches into the buffer's padding). */
+export function range4(t: Tensor, n: number): BufferRange {
   return { buffer: t.storage.buffer, offset: 0, size: Math.max(16, Math.ceil(n / 4) * 16) };
 }
 

@@ -7,9 +7,8 @@ import { kernel } from '../gpu/kernel.js';
 import { check, fmtShape } from '../errors.js';
 import { noGrad, record } from '../autodiff.js';
 import { checkShape, numel, sameShape, type Shape } from '../shape.js';
-import type { BufferRange } from '../graph/executor.js';
 import { Tensor } from '../tensor.js';
-import { checkTensor, affine } from './elementwise.js';
+import { affine, checkTensor, fits4, range4 } from './elementwise.js';
 import { dimOf, expand, reshape } from './shape_ops.js';
 import { type Arr, arr, unravel, ravel } from '../reference.js';
 
@@ -59,19 +58,13 @@ export interface PassGeom extends Geom {
 /** The kernel a pass uses (exported for tests and benchmarks). */
 export type ReduceKernel = 'reduce_thread' | 'reduce_thread4' | 'reduce_cols4' | 'reduce_tree';
 
-function fits4(t: Tensor, n: number): boolean {
-  return t.storage.buffer.size >= Math.ceil(n / 4) * 16;
-}
-function range4(t: Tensor, n: number): BufferRange {
-  return { buffer: t.storage.buffer, offset: 0, size: Math.max(16, Math.ceil(n / 4) * 16) };
-}
 
 /** Which kernel reduces a pass of this geometry. */
 export function pickKernel(g: PassGeom, x?: Tensor): ReduceKernel {
   if (g.inner === 1) {
     if (g.chunk > THREAD_ROW_MAX) return 'reduce_tree';
     const n = g.outer * g.r;
-    if (g.chunk % 4 === 0 && g.r % 4 === 0 && (!x || fits4(x, n))) return 'reduce_thread4';
+    if (g.chunk % 4 === 0 && g.r % 4 === 0 && (!x || fits4(n, x))) return 'reduce_thread4';
     return 'reduce_thread';
   }
   if (g.inner % 4 === 0) return 'reduce_cols4';
