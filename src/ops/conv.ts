@@ -154,8 +154,7 @@ function col2imRaw(cols: Tensor, g: Geometry, extra = 0): Tensor {
 export function im2col(x: Tensor, opts: Im2colOptions): Tensor {
   checkImage(x, 'im2col');
   const g = geometry(x.shape, 'im2col', opts ?? ({} as Im2colOptions));
-  const out = im2colRaw(x, g);
-  return record('im2col', out, [x], (gy) => [col2imRaw(gy, g)]);
+  return im2colPadded(x, g, 0, 0);
 }
 
 /**
@@ -193,12 +192,11 @@ function checkConv(op: string, x: Tensor, weight: Tensor, bias: Tensor | null | 
     Cw === x.shape[1], op,
     `weight ${fmtShape(weight.shape)} expects ${Cw} input channels but x ${fmtShape(x.shape)} has ${x.shape[1]}`,
   );
-  checkSameDevice(op, { x, weight });
   if (bias) {
     checkTensor(bias, op, 'bias');
     check(bias.rank === 1 && bias.shape[0] === O, op, `bias must have shape [${O}] (weight ${fmtShape(weight.shape)}), got ${fmtShape(bias.shape)}`);
-    checkSameDevice(op, { x, bias });
   }
+  checkSameDevice(op, { x, weight, bias });
   const o = opts ?? {};
   const g = geometry(x.shape, op, { kernelSize: [kh, kw], stride: o.stride, padding: o.padding, dilation: o.dilation });
   return { g, O };
@@ -228,18 +226,11 @@ export function conv2d(x: Tensor, weight: Tensor, bias?: Tensor | null, opts: Co
   // zero rows; weight gets matching bias and zero columns.
   const biasRows = bias ? 1 : 0;
   const extra = Math.ceil((R + biasRows) / 4) * 4 - R;
-  let cols: Tensor;
-  let wA: Tensor;
-  if (extra > 0) {
-    cols = t(im2colPadded(x, g, biasRows, extra));
-    const parts = [t(reshape(weight, [O, R]))];
-    if (bias) parts.push(t(reshape(bias, [O, 1])));
-    if (extra > biasRows) parts.push(t(x.device.zeros([O, extra - biasRows])));
-    wA = t(concat(parts, 1));
-  } else {
-    cols = t(im2col(x, { kernelSize: [g.kh, g.kw], stride: [g.sh, g.sw], padding: [g.ph, g.pw], dilation: [g.dh, g.dw] }));
-    wA = t(reshape(weight, [O, R]));
-  }
+  const cols = t(im2colPadded(x, g, biasRows, extra));
+  const parts = [t(reshape(weight, [O, R]))];
+  if (bias) parts.push(t(reshape(bias, [O, 1])));
+  if (extra > biasRows) parts.push(t(x.device.zeros([O, extra - biasRows])));
+  const wA = parts.length === 1 ? parts[0]! : t(concat(parts, 1));
   const y = t(matmul(wA, cols)); // [B, O, L]
   const out = reshape(y, [g.B, O, g.Ho, g.Wo]);
   // without autodiff nothing is saved for backward: free the temporaries now (views share storage)
