@@ -70,10 +70,14 @@ export function tidy<T>(fn: () => T): T {
   let result: T;
   try {
     result = fn();
-  } finally {
+    if (result instanceof Promise) throw new Error('tidy: fn must be synchronous (it returned a Promise)');
+  } catch (e) {
+    // nothing is returned: everything fn created goes, as it would on success
     scopes.pop();
+    for (const t of scope) t.dispose();
+    throw e;
   }
-  if (result instanceof Promise) throw new Error('tidy: fn must be synchronous (it returned a Promise)');
+  scopes.pop();
   const keepSet = new Set<Tensor>();
   collect(result, keepSet);
   const parent = scopes[scopes.length - 1];

@@ -233,7 +233,8 @@ export class Device {
       inferred = [];
       const isBool = flatten(data as NestedNumbers, inferred, vals, 0);
       dtype = opts.dtype ?? (isBool ? 'bool' : 'float32');
-      flat = Float32Array.from(vals);
+      // int32 straight from the numbers: through float32, integers above 2^24 would round
+      flat = opts.dtype === 'int32' ? Int32Array.from(vals) : Float32Array.from(vals);
     }
     if (dtype === 'int32' && !(flat instanceof Int32Array)) flat = Int32Array.from(flat);
     if (dtype === 'float32' && !(flat instanceof Float32Array)) flat = Float32Array.from(flat);

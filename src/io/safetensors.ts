@@ -178,14 +178,15 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<
   const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
   const fh = await fs.open(tmp, 'w');
   try {
-    await fh.writeFile(bytes);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  try {
+    try {
+      await fh.writeFile(bytes);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
     await fs.rename(tmp, path);
   } catch (e) {
+    // a failed write (e.g. a full disk) or rename leaves the target as it was and no temp file
     await fs.rm(tmp, { force: true });
     throw e;
   }

@@ -14,6 +14,12 @@ beforeAll(async () => {
 afterAll(() => dev.destroy());
 
 describe('device', () => {
+  it('int32 tensors from nested arrays keep integers above 2^24 exactly', async () => {
+    const t = dev.tensor([[16777217, -16777219], [2147483647, 0]], undefined, { dtype: 'int32' });
+    const back = new Int32Array(await dev._read(t));
+    expect(Array.from(back)).toEqual([16777217, -16777219, 2147483647, 0]);
+  });
+
   it('reports the adapter and requests its real limits', () => {
     expect(typeof dev.adapterInfo.vendor).toBe('string');
     // the default limit is 8 storage buffers per stage and 16 KiB workgroup storage; lavapipe offers more

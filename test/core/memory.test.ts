@@ -11,6 +11,19 @@ beforeAll(async () => {
 afterAll(() => dev.destroy());
 
 describe('memory', () => {
+  it('tidy disposes what fn created when fn throws, and rethrows', () => {
+    const before = dev.memory().liveTensors;
+    const kept = dev.zeros([3]);
+    expect(() => tidy(() => {
+      ops.add(kept, 1);
+      ops.exp(kept);
+      throw new Error('boom');
+    })).toThrow('boom');
+    expect(dev.memory().liveTensors).toBe(before + 1);
+    expect(kept.disposed).toBe(false);
+    kept.dispose();
+  });
+
   it('dispose() returns buffers to the pool and the pool reuses them', () => {
     const before = dev.memory();
     const a = dev.zeros([1000]);
