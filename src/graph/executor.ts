@@ -126,6 +126,15 @@ export class Executor {
   }
 
   private async encodeAndSubmit(cmds: Command[], staging: GPUBuffer[]): Promise<void> {
+    try {
+      await this.encode(cmds);
+    } finally {
+      // after the submit on success; also when encoding failed, so staging buffers never leak
+      for (const s of staging) s.destroy();
+    }
+  }
+
+  private async encode(cmds: Command[]): Promise<void> {
     this.checkAlive();
     const allocErr = await this.beforeFlush();
     if (allocErr) throw allocErr;
@@ -163,56 +172,61 @@ export class Executor {
       this.gpu.queue.writeBuffer(ubuf, 0, all);
     }
 
-    this.gpu.pushErrorScope('validation');
-    const enc = this.gpu.createCommandEncoder({ label: 'wgnn flush' });
-    let pass: GPUComputePassEncoder | null = null;
     let dispatches = 0;
-    // Tracing: one pass per dispatch, timestamped at its start and end (pass-level timestamps are
-    // what core WebGPU offers), resolved into a buffer read back after the submit.
-    const traced: TracedDispatch[] = [];
-    const querySets: GPUQuerySet[] = [];
-    cmds.forEach((c, i) => {
-      if (c.kind !== 'dispatch') {
-        if (pass) {
-          (pass as GPUComputePassEncoder).end();
+    this.gpu.pushErrorScope('validation');
+    try {
+      const enc = this.gpu.createCommandEncoder({ label: 'wgnn flush' });
+      let pass: GPUComputePassEncoder | null = null;
+      // Tracing: one pass per dispatch, timestamped at its start and end (pass-level timestamps are
+      // what core WebGPU offers), resolved into a buffer read back after the submit.
+      const traced: TracedDispatch[] = [];
+      const querySets: GPUQuerySet[] = [];
+      cmds.forEach((c, i) => {
+        if (c.kind !== 'dispatch') {
+          if (pass) {
+            (pass as GPUComputePassEncoder).end();
+            pass = null;
+          }
+          if (c.kind === 'copy') enc.copyBufferToBuffer(c.src, c.srcOffset, c.dst, c.dstOffset, c.size);
+          else enc.clearBuffer(c.buffer, c.offset, c.size);
+          return;
+        }
+        if (this.trace) {
+          const q = traced.length % TRACE_CHUNK;
+          if (q === 0) querySets.push(this.gpu.createQuerySet({ type: 'timestamp', count: 2 * TRACE_CHUNK }));
+          const querySet = querySets[querySets.length - 1]!;
+          pass = enc.beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex: 2 * q, endOfPassWriteIndex: 2 * q + 1 } });
+          traced.push({ kernel: c.pipeline.label, workgroups: [...c.workgroups], ms: NaN });
+        } else if (!pass) pass = enc.beginComputePass();
+        const entries: GPUBindGroupEntry[] = c.bindings.map((b) => ({
+          binding: b.binding,
+          resource: { buffer: b.range.buffer, offset: b.range.offset, size: b.range.size },
+        }));
+        if (c.uniform) {
+          entries.push({ binding: c.uniformBinding, resource: { buffer: ubuf!, offset: offsets[i]!, size: c.uniform.byteLength } });
+        }
+        const bg = this.gpu.createBindGroup({ layout: c.pipeline.bindGroupLayout, entries });
+        pass.setPipeline(c.pipeline.pipeline!);
+        pass.setBindGroup(0, bg);
+        pass.dispatchWorkgroups(c.workgroups[0], c.workgroups[1], c.workgroups[2]);
+        dispatches++;
+        if (this.trace) {
+          pass.end();
           pass = null;
         }
-        if (c.kind === 'copy') enc.copyBufferToBuffer(c.src, c.srcOffset, c.dst, c.dstOffset, c.size);
-        else enc.clearBuffer(c.buffer, c.offset, c.size);
-        return;
+      });
+      if (pass) (pass as GPUComputePassEncoder).end();
+      const readback = traced.length ? this.resolveTimestamps(enc, querySets, traced) : null;
+      this.gpu.queue.submit([enc.finish()]);
+      if (readback) {
+        this.trace!.records.push(...traced);
+        this.trace!.readbacks.push(readback());
       }
-      if (this.trace) {
-        const q = traced.length % TRACE_CHUNK;
-        if (q === 0) querySets.push(this.gpu.createQuerySet({ type: 'timestamp', count: 2 * TRACE_CHUNK }));
-        const querySet = querySets[querySets.length - 1]!;
-        pass = enc.beginComputePass({ timestampWrites: { querySet, beginningOfPassWriteIndex: 2 * q, endOfPassWriteIndex: 2 * q + 1 } });
-        traced.push({ kernel: c.pipeline.label, workgroups: [...c.workgroups], ms: NaN });
-      } else if (!pass) pass = enc.beginComputePass();
-      const entries: GPUBindGroupEntry[] = c.bindings.map((b) => ({
-        binding: b.binding,
-        resource: { buffer: b.range.buffer, offset: b.range.offset, size: b.range.size },
-      }));
-      if (c.uniform) {
-        entries.push({ binding: c.uniformBinding, resource: { buffer: ubuf!, offset: offsets[i]!, size: c.uniform.byteLength } });
-      }
-      const bg = this.gpu.createBindGroup({ layout: c.pipeline.bindGroupLayout, entries });
-      pass.setPipeline(c.pipeline.pipeline!);
-      pass.setBindGroup(0, bg);
-      pass.dispatchWorkgroups(c.workgroups[0], c.workgroups[1], c.workgroups[2]);
-      dispatches++;
-      if (this.trace) {
-        pass.end();
-        pass = null;
-      }
-    });
-    if (pass) (pass as GPUComputePassEncoder).end();
-    const readback = traced.length ? this.resolveTimestamps(enc, querySets, traced) : null;
-    this.gpu.queue.submit([enc.finish()]);
-    if (readback) {
-      this.trace!.records.push(...traced);
-      this.trace!.readbacks.push(readback());
+    } catch (e) {
+      // keep push/pop balanced: a later flush must not pop this scope
+      this.gpu.popErrorScope().catch(() => null);
+      throw e;
     }
-    for (const s of staging) s.destroy();
     this.stats.flushes++;
     this.stats.submits++;
     this.stats.dispatches += dispatches;
@@ -256,9 +270,12 @@ export class Executor {
 
   /** Flushes, stops tracing and returns every dispatch traced since startTrace, in order. */
   async stopTrace(): Promise<TracedDispatch[]> {
-    await this.flush();
     const t = this.trace!;
-    this.trace = null;
+    try {
+      await this.flush();
+    } finally {
+      this.trace = null; // also when the flush failed: tracing must not stay on
+    }
     await Promise.all(t.readbacks);
     return t.records;
   }

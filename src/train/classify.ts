@@ -89,31 +89,34 @@ export async function evaluate(dev: Device, model: Classifier, ds: ImageDataset,
   let correct = 0;
   let confusion: number[][] = [];
   model.eval();
-  for (let b = 0; b < n; b += batchSize) {
-    const e = Math.min(n, b + batchSize);
-    const [loss, logits] = noGrad(() =>
-      tidy(() => {
-        const { x, y } = batchTensors(dev, ds, order, b, e);
-        const lg = model.forward(x);
-        return [crossEntropy(lg, y, { reduction: 'sum' }), lg] as const;
-      }),
-    );
-    lossSum += await loss.item();
-    const lv = await logits.toArray();
-    const C = logits.shape[1]!;
-    if (!confusion.length) confusion = Array.from({ length: C }, () => new Array<number>(C).fill(0));
-    for (let i = 0; i < e - b; i++) {
-      let best = 0;
-      for (let c = 1; c < C; c++) if (lv[i * C + c]! > lv[i * C + best]!) best = c;
-      const label = ds.labels[b + i]!;
-      if (best === label) correct++;
-      const row = confusion[label];
-      if (row) row[best]!++;
+  try {
+    for (let b = 0; b < n; b += batchSize) {
+      const e = Math.min(n, b + batchSize);
+      const [loss, logits] = noGrad(() =>
+        tidy(() => {
+          const { x, y } = batchTensors(dev, ds, order, b, e);
+          const lg = model.forward(x);
+          return [crossEntropy(lg, y, { reduction: 'sum' }), lg] as const;
+        }),
+      );
+      const [lossV, lv] = await Promise.all([loss.item(), logits.toArray()]); // one wait for both readbacks
+      lossSum += lossV;
+      const C = logits.shape[1]!;
+      if (!confusion.length) confusion = Array.from({ length: C }, () => new Array<number>(C).fill(0));
+      for (let i = 0; i < e - b; i++) {
+        let best = 0;
+        for (let c = 1; c < C; c++) if (lv[i * C + c]! > lv[i * C + best]!) best = c;
+        const label = ds.labels[b + i]!;
+        if (best === label) correct++;
+        const row = confusion[label];
+        if (row) row[best]!++;
+      }
+      loss.dispose();
+      logits.dispose();
     }
-    loss.dispose();
-    logits.dispose();
+  } finally {
+    model.train(); // also when a batch fails: later training keeps dropout on
   }
-  model.train();
   return { loss: lossSum / n, accuracy: correct / n, confusion };
 }
 
